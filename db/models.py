@@ -1,0 +1,203 @@
+"""SQLAlchemy 2 models: the schema is the contract between the API, the collector and the audit.
+
+Postgres is the source of truth (DESIGN.md). The schema is created only by the Alembic
+migrations in `db/migrations`; a test fails when these models and the migrations drift apart.
+Results live on the image row: one image, one result, whatever the number of deliveries.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Named constraints, so migrations are stable and `alembic check` is meaningful.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Role(enum.StrEnum):
+    SUBMITTER = "submitter"  # creates jobs; reads its own jobs and results
+    OPERATOR = "operator"  # reads every job's status, cancels; never reads results
+    AUDITOR = "auditor"  # audit verify and events
+    ADMIN = "admin"  # everything, model registration, key management
+
+
+class JobStatus(enum.StrEnum):
+    OPEN = "open"  # accepting images; not yet sealed
+    QUEUED = "queued"  # sealed, chunks sent, no result yet
+    RUNNING = "running"  # at least one result
+    COMPLETED = "completed"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"  # some images failed
+    FAILED = "failed"  # every image failed
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_JOB_STATUSES
+
+
+FINAL_JOB_STATUSES = frozenset(
+    {JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS, JobStatus.FAILED, JobStatus.CANCELLED}
+)
+
+
+class ImageStatus(enum.StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # Stored as VARCHAR + CHECK, not a native PG enum: adding a member is a one-line migration.
+    return Enum(cls, name=name, native_enum=False, length=32, values_callable=_values)
+
+
+def _values(cls: type[enum.Enum]) -> list[str]:
+    return [str(member.value) for member in cls]
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    # "mf_<prefix>_<secret>": the prefix finds the row, sha256(secret) proves the key.
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ModelVersion(Base):
+    """A model version known to the service (mirrors the model repository on disk)."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    version: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    card: Mapped[dict[str, Any]] = mapped_column(JSON)
+    active: Mapped[bool] = mapped_column(default=False)
+    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("owner_key_id", "idempotency_key", name="uq_jobs_owner_idempotency"),
+        Index("ix_jobs_owner_created", "owner_key_id", "created_at"),
+        Index("ix_jobs_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex
+    owner_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(64))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus, "job_status"))
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    succeeded: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sealed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # first result
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    images: Mapped[list[Image]] = relationship(back_populates="job", lazy="raise")
+
+    @property
+    def pending(self) -> int:
+        return self.total - self.succeeded - self.failed - self.cancelled
+
+
+class Image(Base):
+    """One submitted image and, once collected, its result."""
+
+    __tablename__ = "images"
+    __table_args__ = (
+        UniqueConstraint("job_id", "position", name="uq_images_job_position"),
+        Index("ix_images_status_enqueued", "status", "enqueued_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
+    position: Mapped[int] = mapped_column(Integer)  # order of submission within the job
+    # The client's name for the image (file name or URI). It may itself carry PHI, so it is
+    # returned to the job's owner only and never sent in a task, a log line or an audit payload.
+    ref: Mapped[str] = mapped_column(Text)
+    blob_key: Mapped[str] = mapped_column(String(64))  # sha256 of the bytes, hex
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[ImageStatus] = mapped_column(_enum(ImageStatus, "image_status"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # times sent to a queue
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The result (set once by the collector; later deliveries of the same image are ignored)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    scores: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    positive: Mapped[list[str] | None] = mapped_column(JSON)
+    format: Mapped[str | None] = mapped_column(String(16))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    timings_ms: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    facts: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # PHI-free, incl. pseudonyms
+
+    job: Mapped[Job] = relationship(back_populates="images", lazy="raise")
+
+
+class AuditEvent(Base):
+    """One link of the tamper-evident chain; rows are only ever inserted.
+
+    ``hash = sha256(prev_hash || canonical_json(event))`` (see db/audit.py). Postgres refuses
+    UPDATE, DELETE and TRUNCATE on this table through a trigger installed by the migration.
+    """
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(64))  # "key:<id>" or "service:<name>"
+    action: Mapped[str] = mapped_column(String(64))  # e.g. "job.submitted", "image.result"
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # PHI-free
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

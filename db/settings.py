@@ -1,0 +1,123 @@
+"""The one settings object, read from ``MEDFLOW_*`` environment variables once.
+
+The Flask app factory and the Celery app both take a :class:`Settings`; tests build one from a
+dict (``Settings.from_env({...})``) and never touch ``os.environ``. Nothing here connects to a
+server.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from pipeline.limits import ImageLimits
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEV_SECRET = "dev-insecure-secret-change-me"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or unsafe; raised at start-up, never later."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"  # "production" refuses unsafe defaults
+    database_url: str = f"sqlite:///{REPO_ROOT / 'var' / 'medflow.db'}"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # "file:///abs/dir" or "s3://bucket/prefix"
+    blob_url: str = f"file://{REPO_ROOT / 'var' / 'blobs'}"
+    s3_endpoint_url: str | None = None  # e.g. a MinIO or moto server; None means AWS
+    model_root: Path = REPO_ROOT / "models"
+    models: tuple[str, ...] = ("nodule-detector",)  # models served by `medflow up`
+    import_roots: tuple[Path, ...] = ()  # file:// URIs are accepted only under these
+    chunk_size: int = 16
+    intra_op_threads: int = 1
+    worker_concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
+    visibility_timeout_s: int = 3600  # Redis redelivers an unacked chunk after this
+    chunk_time_limit_s: int = 600
+    pending_timeout_s: int = 300  # the reconciler re-queues images pending longer than this
+    reconcile_interval_s: int = 30
+    secret_key: str = DEV_SECRET  # HMAC key: pseudonyms and audit anchors
+    rate_limit: str = "1200/minute"
+    max_request_bytes: int = 512 * 1024 * 1024
+    limits: ImageLimits = ImageLimits()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        base = cls()
+        values: dict[str, object] = {}
+        text = {
+            "env": "MEDFLOW_ENV",
+            "redis_url": "MEDFLOW_REDIS_URL",
+            "blob_url": "MEDFLOW_BLOB_URL",
+            "s3_endpoint_url": "MEDFLOW_S3_ENDPOINT_URL",
+            "secret_key": "MEDFLOW_SECRET_KEY",
+            "rate_limit": "MEDFLOW_RATE_LIMIT",
+        }
+        for attr, var in text.items():
+            if env.get(var):
+                values[attr] = env[var]
+        # DATABASE_URL is the common convention; MEDFLOW_DATABASE_URL wins when both are set.
+        database_url = env.get("MEDFLOW_DATABASE_URL") or env.get("DATABASE_URL")
+        if database_url:
+            values["database_url"] = database_url
+        numbers = {
+            "chunk_size": "MEDFLOW_CHUNK_SIZE",
+            "intra_op_threads": "MEDFLOW_INTRA_OP_THREADS",
+            "worker_concurrency": "MEDFLOW_WORKER_CONCURRENCY",
+            "visibility_timeout_s": "MEDFLOW_VISIBILITY_TIMEOUT_S",
+            "chunk_time_limit_s": "MEDFLOW_CHUNK_TIME_LIMIT_S",
+            "pending_timeout_s": "MEDFLOW_PENDING_TIMEOUT_S",
+            "reconcile_interval_s": "MEDFLOW_RECONCILE_INTERVAL_S",
+            "max_request_bytes": "MEDFLOW_MAX_REQUEST_BYTES",
+        }
+        for attr, var in numbers.items():
+            if env.get(var):
+                values[attr] = _int(env, var)
+        if env.get("MEDFLOW_MODEL_ROOT"):
+            values["model_root"] = Path(env["MEDFLOW_MODEL_ROOT"])
+        if env.get("MEDFLOW_MODELS"):
+            values["models"] = tuple(m.strip() for m in env["MEDFLOW_MODELS"].split(",") if m)
+        if env.get("MEDFLOW_IMPORT_ROOTS"):
+            roots = env["MEDFLOW_IMPORT_ROOTS"].split(os.pathsep)
+            values["import_roots"] = tuple(Path(r).resolve() for r in roots if r)
+        values["limits"] = _limits(env, base.limits)
+        settings = replace(base, **values)  # type: ignore[arg-type]
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.env not in ("development", "production", "test"):
+            raise SettingsError("MEDFLOW_ENV must be development, production or test")
+        if self.env == "production" and (self.secret_key == DEV_SECRET or len(self.secret_key) < 32):
+            raise SettingsError("production needs MEDFLOW_SECRET_KEY: 32+ characters, not the default")
+        if self.chunk_size < 1:
+            raise SettingsError("MEDFLOW_CHUNK_SIZE must be >= 1")
+        if self.visibility_timeout_s <= self.chunk_time_limit_s:
+            raise SettingsError("MEDFLOW_VISIBILITY_TIMEOUT_S must exceed the chunk time limit")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _int(env: Mapping[str, str], var: str) -> int:
+    try:
+        return int(env[var])
+    except ValueError as exc:
+        raise SettingsError(f"{var} must be a whole number") from exc
+
+
+def _limits(env: Mapping[str, str], base: ImageLimits) -> ImageLimits:
+    names = {
+        "max_bytes": "MEDFLOW_MAX_IMAGE_BYTES",
+        "min_side": "MEDFLOW_MIN_IMAGE_SIDE",
+        "max_side": "MEDFLOW_MAX_IMAGE_SIDE",
+        "max_pixels": "MEDFLOW_MAX_IMAGE_PIXELS",
+    }
+    values = {attr: _int(env, var) for attr, var in names.items() if env.get(var)}
+    return replace(base, **values)
