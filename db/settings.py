@@ -43,7 +43,7 @@ class Settings:
     secret_key: str = DEV_SECRET  # HMAC key: pseudonyms and audit anchors
     rate_limit: str = "1200/minute"
     max_request_bytes: int = 512 * 1024 * 1024
-    limits: ImageLimits = ImageLimits()
+    limits: ImageLimits = field(default_factory=ImageLimits)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -93,8 +93,9 @@ class Settings:
     def check(self) -> None:
         if self.env not in ("development", "production", "test"):
             raise SettingsError("MEDFLOW_ENV must be development, production or test")
-        if self.env == "production" and (self.secret_key == DEV_SECRET or len(self.secret_key) < 32):
-            raise SettingsError("production needs MEDFLOW_SECRET_KEY: 32+ characters, not the default")
+        weak_secret = self.secret_key == DEV_SECRET or len(self.secret_key) < 32
+        if self.env == "production" and weak_secret:
+            raise SettingsError("production needs MEDFLOW_SECRET_KEY: 32+ characters, not default")
         if self.chunk_size < 1:
             raise SettingsError("MEDFLOW_CHUNK_SIZE must be >= 1")
         if self.visibility_timeout_s <= self.chunk_time_limit_s:

@@ -107,13 +107,19 @@ class ModelCard:
         _check(0 <= low < high <= 100, "preprocess.percentiles", "need 0 <= low < high <= 100")
         for name in ("mean", "std"):
             values = getattr(self.preprocess, name)
-            _check(len(values) in (1, self.input.channels), f"preprocess.{name}",
-                   f"needs 1 or {self.input.channels} values")
+            _check(
+                len(values) in (1, self.input.channels),
+                f"preprocess.{name}",
+                f"needs 1 or {self.input.channels} values",
+            )
         _check(all(s > 0 for s in self.preprocess.std), "preprocess.std", "must be > 0")
         _check(self.output.activation in ACTIVATIONS, "output.activation", f"one of {ACTIVATIONS}")
         _check(len(self.output.labels) > 0, "output.labels", "must not be empty")
-        _check(len(set(self.output.labels)) == len(self.output.labels), "output.labels",
-               "must be unique")
+        _check(
+            len(set(self.output.labels)) == len(self.output.labels),
+            "output.labels",
+            "must be unique",
+        )
         unknown = set(self.output.thresholds) - set(self.output.labels)
         _check(not unknown, "output.thresholds", f"names unknown labels {sorted(unknown)}")
         _check(self.batch_size >= 1, "batch_size", "must be >= 1")
