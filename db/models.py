@@ -22,8 +22,10 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Named constraints, so migrations are stable and `alembic check` is meaningful.
@@ -38,6 +40,29 @@ NAMING = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """TIMESTAMP WITH TIME ZONE that always gives back an aware UTC datetime.
+
+    SQLite has no time zones: SQLAlchemy drops tzinfo on write and returns naive values, which
+    breaks arithmetic with aware datetimes and ISO 8601 output. Normalising to UTC on both
+    sides makes SQLite and Postgres behave the same.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        # A naive value is taken as UTC (datetime.utcnow() style), never as local time.
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -80,7 +105,15 @@ class ImageStatus(enum.StrEnum):
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
     # Stored as VARCHAR + CHECK, not a native PG enum: adding a member is a one-line migration.
-    return Enum(cls, name=name, native_enum=False, length=32, values_callable=_values)
+    # create_constraint: SQLAlchemy 1.4+ no longer emits the CHECK unless asked.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=32,
+        values_callable=_values,
+    )
 
 
 def _values(cls: type[enum.Enum]) -> list[str]:
@@ -96,8 +129,8 @@ class ApiKey(Base):
     # "mf_<prefix>_<secret>": the prefix finds the row, sha256(secret) proves the key.
     prefix: Mapped[str] = mapped_column(String(16), unique=True)
     secret_hash: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ModelVersion(Base):
@@ -112,7 +145,7 @@ class ModelVersion(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     card: Mapped[dict[str, Any]] = mapped_column(JSON)
     active: Mapped[bool] = mapped_column(default=False)
-    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Job(Base):
@@ -134,10 +167,10 @@ class Job(Base):
     succeeded: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
     cancelled: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    sealed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # first result
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sealed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # first result
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     images: Mapped[list[Image]] = relationship(back_populates="job", lazy="raise")
 
@@ -165,8 +198,8 @@ class Image(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[ImageStatus] = mapped_column(_enum(ImageStatus, "image_status"))
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # times sent to a queue
-    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The result (set once by the collector; later deliveries of the same image are ignored)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
@@ -193,7 +226,7 @@ class AuditEvent(Base):
     seq: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
     )
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
     actor: Mapped[str] = mapped_column(String(64))  # "key:<id>" or "service:<name>"
     action: Mapped[str] = mapped_column(String(64))  # e.g. "job.submitted", "image.result"
     object_type: Mapped[str] = mapped_column(String(32))

@@ -1,0 +1,241 @@
+"""The tamper-evident audit chain: append events, verify the chain.
+
+Each event is hashed together with the hash of the event before it::
+
+    hash = sha256(bytes.fromhex(prev_hash) || canonical_json(event))
+    event = {seq, occurred_at, actor, action, object_type, object_id, payload}
+
+- ``prev_hash`` of the first event (seq 1) is the genesis value, 64 hex zeros (32 zero bytes).
+- ``occurred_at`` is UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (always six digits of microseconds).
+- ``canonical_json``: sorted keys, separators ``(",", ":")``, ``ensure_ascii=False``, UTF-8.
+  Floats are refused (``TypeError``): their text is not stable across languages and libraries,
+  so a caller formats a number explicitly as a string (``f"{score:.6f}"``) when it needs one.
+- ``seq`` is contiguous from 1. Appends are serialised: on Postgres by a transaction-scoped
+  advisory lock taken before the head is read; on SQLite by the database write lock (the
+  sessions from db/session.py begin IMMEDIATE). The primary key on ``seq`` and the unique
+  ``hash`` mean that a caller who bypasses the lock gets an IntegrityError, never a fork.
+- The event joins the caller's transaction (flushed, never committed here), so an event exists
+  if and only if the change it records does. The advisory lock is held until that transaction
+  ends: append late in a transaction and keep the transaction short. READ COMMITTED (the
+  Postgres default) is assumed, so the head read after the lock sees the last committed append.
+
+Nothing here updates or deletes an event; the migrations make the database refuse it too.
+Anchors (db/anchors.py) catch a consistent rewrite of the whole chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from db.models import AuditEvent
+
+if TYPE_CHECKING:
+    from db.anchors import Anchor
+
+GENESIS_HASH = "0" * 64
+# Key of the Postgres advisory lock that serialises appends: the ASCII of "mf.audit" as a
+# signed 64-bit integer, so no other lock in this database is likely to collide with it.
+AUDIT_LOCK_KEY = int.from_bytes(b"mf.audit", "big")
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+VERIFY_BATCH = 1000
+# Column widths of AuditEvent: checked up front so SQLite (which ignores them) and Postgres
+# (which refuses longer values) accept exactly the same events.
+_WIDTHS = {"actor": 64, "action": 64, "object_type": 32, "object_id": 64}
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The one byte form of a JSON value that the chain hashes (see the module docstring)."""
+    _refuse_unstable(obj)
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def _refuse_unstable(obj: Any) -> None:
+    if isinstance(obj, float):
+        raise TypeError("floats are refused in audit payloads; format them as strings")
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if not isinstance(key, str):  # json.dumps would turn 1 into "1": two forms, one text
+                raise TypeError(f"audit payload keys must be str, not {type(key).__name__}")
+            _refuse_unstable(value)
+    elif isinstance(obj, list | tuple):
+        for value in obj:
+            _refuse_unstable(value)
+
+
+def format_timestamp(moment: datetime) -> str:
+    # SQLite hands back naive datetimes; they were written as UTC (see append_event).
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+class EventFields(Protocol):
+    """An AuditEvent or a row of its columns: what the hash covers."""
+
+    seq: int
+    occurred_at: datetime
+    actor: str
+    action: str
+    object_type: str
+    object_id: str
+    payload: dict[str, Any]
+
+
+def event_hash(prev_hash: str, event: EventFields) -> str:
+    body = {
+        "seq": event.seq,
+        "occurred_at": format_timestamp(event.occurred_at),
+        "actor": event.actor,
+        "action": event.action,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "payload": event.payload,
+    }
+    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical_json(body)).hexdigest()
+
+
+def append_event(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    object_type: str,
+    object_id: str,
+    payload: dict[str, Any],
+) -> AuditEvent:
+    """Add the next event of the chain to the caller's transaction (flushed, not committed)."""
+    fields = {"actor": actor, "action": action, "object_type": object_type, "object_id": object_id}
+    _check_fields(fields, payload)
+    # Store what was hashed: the round trip turns tuples into lists, as the database would.
+    stored = json.loads(canonical_json(payload))
+    head_seq, head_hash = _lock_and_read_head(session)
+    event = AuditEvent(seq=head_seq + 1, occurred_at=_now(), payload=stored, **fields)
+    event.prev_hash = head_hash
+    event.hash = event_hash(head_hash, event)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def _check_fields(fields: dict[str, Any], payload: Any) -> None:
+    for name, value in fields.items():
+        # A non-str would be hashed as written (5) but read back as stored ("5").
+        if not isinstance(value, str):
+            raise TypeError(f"audit {name} must be str, not {type(value).__name__}")
+        if not value or len(value) > _WIDTHS[name]:
+            raise ValueError(f"audit {name} must be 1 to {_WIDTHS[name]} characters")
+    if not isinstance(payload, dict):
+        raise TypeError("audit payload must be a dict")
+
+
+def _now() -> datetime:
+    # Microseconds are kept: both Postgres and SQLAlchemy's SQLite storage keep all six digits.
+    return datetime.now(UTC)
+
+
+def _lock_and_read_head(session: Session) -> tuple[int, str]:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
+    # The head is read after the lock, in a new statement, so it is the last committed append.
+    row = session.execute(
+        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+    ).first()
+    return (0, GENESIS_HASH) if row is None else (row.seq, row.hash)
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    events: int  # events read
+    head_seq: int  # last seq read (0: empty chain)
+    head_hash: str
+    first_bad_seq: int | None = None
+    # "gap" | "broken_link" | "hash_mismatch" | "anchor_mismatch" | "anchor_beyond_head"
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "events": self.events,
+            "head_seq": self.head_seq,
+            "head_hash": self.head_hash,
+            "first_bad_seq": self.first_bad_seq,
+            "reason": self.reason,
+        }
+
+
+def verify_chain(
+    session: Session, anchors: Iterable[Anchor] = (), *, key: str | None = None
+) -> ChainReport:
+    """Walk the chain in seq order, in batches, and report the first bad seq and why.
+
+    ``key`` (settings.secret_key) checks the anchors' HMAC signatures; anchors without it are
+    refused rather than trusted.
+    """
+    by_seq = _anchors_by_seq(anchors, key)
+    expected, prev, count = 1, GENESIS_HASH, 0
+    bad: tuple[int, str] | None = _anchor_fault(by_seq.pop(0, []), GENESIS_HASH, key, 0)
+    for row in _stream(session):
+        count += 1
+        anchor_fault = _anchor_fault(by_seq.pop(row.seq, []), row.hash, key, row.seq)
+        bad = bad or _link_fault(row, expected, prev) or anchor_fault
+        expected, prev = row.seq + 1, row.hash
+    head_seq = expected - 1
+    if bad is None and by_seq:
+        beyond = min(by_seq) > head_seq
+        # Anchors left over either point past the head (truncation) or into a gap.
+        bad = (head_seq + 1, "anchor_beyond_head") if beyond else (min(by_seq), "anchor_mismatch")
+    first_bad, reason = bad if bad else (None, None)
+    return ChainReport(bad is None, count, head_seq, prev, first_bad, reason)
+
+
+def _anchors_by_seq(anchors: Iterable[Anchor], key: str | None) -> dict[int, list[Anchor]]:
+    by_seq: dict[int, list[Anchor]] = {}
+    for anchor in anchors:
+        if key is None:
+            raise ValueError("verify_chain needs the key to check anchors")
+        by_seq.setdefault(anchor.seq, []).append(anchor)
+    return by_seq
+
+
+def _link_fault(row: Any, expected: int, prev: str) -> tuple[int, str] | None:
+    if row.seq != expected:
+        return expected, "gap"
+    if row.prev_hash != prev:
+        return row.seq, "broken_link"
+    if event_hash(prev, row) != row.hash:
+        return row.seq, "hash_mismatch"
+    return None
+
+
+def _anchor_fault(
+    anchors: Sequence[Anchor], chain_hash: str, key: str | None, seq: int
+) -> tuple[int, str] | None:
+    for anchor in anchors:
+        if key is None or anchor.hash != chain_hash or not anchor.signature_valid(key):
+            return seq, "anchor_mismatch"
+    return None
+
+
+def _stream(session: Session) -> Iterator[Any]:
+    # Keyset pages of plain rows (not ORM objects): memory stays flat and nothing enters the
+    # session's identity map, whatever the length of the chain.
+    columns = [getattr(AuditEvent, c.key) for c in AuditEvent.__table__.columns]
+    after = 0
+    while True:
+        query = select(*columns).where(AuditEvent.seq > after).order_by(AuditEvent.seq)
+        rows = session.execute(query.limit(VERIFY_BATCH)).all()
+        yield from rows
+        if len(rows) < VERIFY_BATCH:
+            return
+        after = rows[-1].seq

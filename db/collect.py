@@ -1,0 +1,196 @@
+"""What the collector writes: results, job progress, and the reconciler's view of stale work.
+
+Results arrive at least once (Celery acks late, the reconciler re-queues, Redis may redeliver),
+so every write is conditional on the image still being PENDING: a duplicate delivery or a
+second collector changes nothing and counts nothing. The job row is locked first, in the same
+order as db/jobs.py (job, then images), so a cancel and a collect never deadlock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, contains_eager
+
+from db.audit import append_event
+from db.models import Image, ImageStatus, Job, JobStatus, utcnow
+from pipeline.result import OK, ImageResult
+
+COLLECTOR = "service:collector"
+ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+def record_results(
+    session: Session, job_id: str, results: Iterable[tuple[int, ImageResult]]
+) -> int:
+    """Write the results of images still pending; returns how many were written."""
+    query = select(Job).where(Job.id == job_id).with_for_update()
+    job = session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+    # Unknown, cancelled or not yet sealed: nothing to write (a late result of a cancel).
+    if job is None or job.status not in ACTIVE:
+        return 0
+    now = utcnow()
+    written = {ImageStatus.SUCCEEDED: 0, ImageStatus.FAILED: 0}
+    for image_id, result in results:
+        status = _write(session, job, image_id, result, now)
+        if status is not None:
+            written[status] += 1
+    count = sum(written.values())
+    if count:
+        _advance(session, job, written, now)
+    return count
+
+
+def _write(
+    session: Session, job: Job, image_id: int, result: ImageResult, now: datetime
+) -> ImageStatus | None:
+    values = _result_values(result)
+    row: Any = session.execute(
+        update(Image)
+        .where(
+            Image.id == image_id,
+            Image.job_id == job.id,
+            Image.status == ImageStatus.PENDING,
+        )
+        .values(completed_at=now, **values)
+        .returning(Image.blob_key),
+        execution_options={"synchronize_session": False},
+    ).first()
+    if row is None:
+        return None  # already written (duplicate delivery), cancelled, or not in this job
+    status: ImageStatus = values["status"]
+    append_event(
+        session,
+        actor=COLLECTOR,
+        action="image.result",
+        object_type="image",
+        object_id=str(image_id),
+        payload={
+            "image_id": image_id,
+            "job_id": job.id,
+            "input_sha256": result.sha256 or row.blob_key,
+            "model_sha256": job.model_sha256,
+            "status": status.value,
+            "error_code": values["error_code"],
+            "output_digest": output_digest(values["scores"]),
+        },
+    )
+    return status
+
+
+def _result_values(result: ImageResult) -> dict[str, Any]:
+    ok = result.status == OK
+    scores = dict(result.scores) if ok else None
+    if scores is not None and not all(math.isfinite(v) for v in scores.values()):
+        # NaN/inf is not JSON (Postgres refuses it): one bad output must not poison the batch.
+        return _failure("INFERENCE_FAILED", "the model produced a non-finite score")
+    if not ok:
+        return _failure(result.error_code or "INTERNAL_ERROR", result.error_message)
+    return {
+        "status": ImageStatus.SUCCEEDED,
+        "error_code": None,
+        "error_message": None,
+        "scores": scores,
+        "positive": list(result.positive),
+        "format": result.format,
+        "width": result.width,
+        "height": result.height,
+        "timings_ms": dict(result.timings_ms),
+        "facts": dict(result.facts),
+    }
+
+
+def _failure(code: str, message: str | None) -> dict[str, Any]:
+    return {
+        "status": ImageStatus.FAILED,
+        "error_code": code[:64],
+        "error_message": message,
+        "scores": None,
+    }
+
+
+def output_digest(scores: dict[str, float] | None) -> str | None:
+    """sha256 of the scores as canonical JSON (sorted keys, compact, shortest float repr).
+
+    Recomputable from the stored row, so the audit chain vouches for the scores it does not
+    carry. (db.audit.canonical_json refuses floats, hence this form.)
+    """
+    if scores is None:
+        return None
+    text = json.dumps(scores, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _advance(session: Session, job: Job, written: dict[ImageStatus, int], now: datetime) -> None:
+    job.succeeded += written[ImageStatus.SUCCEEDED]
+    job.failed += written[ImageStatus.FAILED]
+    if job.started_at is None:
+        job.started_at = now
+    if job.pending > 0:
+        job.status = JobStatus.RUNNING
+        session.flush()
+        return
+    job.status = _final_status(job)
+    job.finished_at = now
+    session.flush()
+    append_event(
+        session,
+        actor=COLLECTOR,
+        action="job.finished",
+        object_type="job",
+        object_id=job.id,
+        payload={
+            "status": job.status.value,
+            "total": job.total,
+            "succeeded": job.succeeded,
+            "failed": job.failed,
+            "cancelled": job.cancelled,
+        },
+    )
+
+
+def _final_status(job: Job) -> JobStatus:
+    if job.failed == 0:
+        return JobStatus.COMPLETED
+    # Cancelled images are not failures: FAILED only when nothing succeeded.
+    return JobStatus.FAILED if job.succeeded == 0 else JobStatus.COMPLETED_WITH_ERRORS
+
+
+def stale_pending(session: Session, older_than_s: float, limit: int) -> list[Image]:
+    """Pending images of sealed, live jobs sent longer ago than ``older_than_s``, oldest first.
+
+    Each image comes with its job loaded (``image.job``) for the model to re-queue to.
+    """
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    query = (
+        select(Image)
+        .join(Image.job)
+        .options(contains_eager(Image.job))
+        .where(
+            Image.status == ImageStatus.PENDING,
+            Job.status.in_(ACTIVE),
+            Image.enqueued_at < cutoff,
+        )
+        .order_by(Image.enqueued_at, Image.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def mark_enqueued(session: Session, image_ids: Sequence[int]) -> int:
+    """Record a re-send: one more attempt, sent now. Images written meanwhile are left alone."""
+    if not image_ids:
+        return 0
+    result: Any = session.execute(
+        update(Image)
+        .where(Image.id.in_(list(image_ids)), Image.status == ImageStatus.PENDING)
+        .values(attempts=Image.attempts + 1, enqueued_at=utcnow()),
+        execution_options={"synchronize_session": False},
+    )
+    return int(result.rowcount)

@@ -1,0 +1,256 @@
+"""The life of a job as the API drives it: open, add images, seal, cancel, read.
+
+Each function runs inside the caller's ``session_scope`` and appends its audit event to the
+same transaction, so an event exists if and only if the change does. Job rows are locked
+(``FOR UPDATE`` on Postgres; SQLite's IMMEDIATE transactions already serialise writers) before
+they change, always job first, then its images: the collector takes them in the same order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db.audit import append_event
+from db.blobstore import BlobInfo
+from db.models import ApiKey, Image, ImageStatus, Job, JobStatus, ModelVersion, utcnow
+
+
+class JobStateError(Exception):
+    """The job is not in a state that allows this; ``code`` is the API's error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def owner_actor(job: Job) -> str:
+    return f"key:{job.owner_key_id}"
+
+
+def _actor(actor: str | ApiKey) -> str:
+    return actor if isinstance(actor, str) else f"key:{actor.id}"
+
+
+def _lock(session: Session, job: Job) -> Job:
+    """This session's instance of the job, re-read under a row lock.
+
+    The status checked afterwards is then the one this transaction commits on. A job loaded
+    by another (closed) session is fine too: the row is what counts, never a stale copy.
+    """
+    locked = session.get(Job, job.id, with_for_update=True, populate_existing=True)
+    if locked is None:
+        raise JobStateError("JOB_NOT_FOUND", "no such job")
+    return locked
+
+
+def open_job(
+    session: Session, owner: ApiKey, model: ModelVersion, idempotency_key: str | None
+) -> tuple[Job, bool]:
+    """A new OPEN job, or (with a key) the owner's existing job for that key, created=False."""
+    if idempotency_key is not None:
+        existing = _by_idempotency_key(session, owner.id, idempotency_key)
+        if existing is not None:
+            return existing, False
+    job = Job(
+        id=uuid.uuid4().hex,
+        owner_key_id=owner.id,
+        idempotency_key=idempotency_key,
+        model_name=model.name,
+        model_version=model.version,
+        model_sha256=model.sha256,
+        status=JobStatus.OPEN,
+        total=0,
+        succeeded=0,
+        failed=0,
+        cancelled=0,
+        created_at=utcnow(),
+    )
+    try:
+        # A concurrent request with the same key may commit first: the unique constraint
+        # refuses ours, the savepoint keeps the transaction usable, and we return theirs.
+        with session.begin_nested():
+            session.add(job)
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        existing = _by_idempotency_key(session, owner.id, idempotency_key)
+        if existing is None:
+            raise
+        return existing, False
+    append_event(
+        session,
+        actor=owner_actor(job),
+        action="job.submitted",
+        object_type="job",
+        object_id=job.id,
+        payload={"model": model.name, "version": model.version, "model_sha256": model.sha256},
+    )
+    return job, True
+
+
+def _by_idempotency_key(session: Session, owner_id: int, key: str) -> Job | None:
+    query = select(Job).where(Job.owner_key_id == owner_id, Job.idempotency_key == key)
+    return session.scalars(query).one_or_none()
+
+
+def add_images(session: Session, job: Job, items: list[tuple[str, BlobInfo]]) -> list[Image]:
+    """Append PENDING images to an OPEN job, numbered on from the job's current total."""
+    job = _lock(session, job)
+    if job.status != JobStatus.OPEN:
+        raise JobStateError("JOB_NOT_OPEN", f"job is {job.status.value}; images can't be added")
+    images = [
+        Image(
+            job_id=job.id,
+            position=job.total + offset,
+            ref=ref,
+            blob_key=blob.key,
+            size_bytes=blob.size,
+            status=ImageStatus.PENDING,
+            attempts=0,
+        )
+        for offset, (ref, blob) in enumerate(items)
+    ]
+    session.add_all(images)
+    job.total += len(images)
+    session.flush()
+    # The count only: refs may carry PHI.
+    _event(session, job, "job.images_added", {"count": len(images)})
+    return images
+
+
+def seal_job(session: Session, job: Job) -> list[Image]:
+    """OPEN -> QUEUED; returns the images for the caller to enqueue after commit."""
+    job = _lock(session, job)
+    if job.status != JobStatus.OPEN:
+        raise JobStateError("JOB_NOT_OPEN", f"job is {job.status.value}; it can't be sealed")
+    if job.total == 0:
+        raise JobStateError("JOB_EMPTY", "a job needs at least one image")
+    now = utcnow()
+    job.status, job.sealed_at = JobStatus.QUEUED, now
+    session.execute(
+        update(Image).where(Image.job_id == job.id).values(enqueued_at=now, attempts=1),
+        execution_options={"synchronize_session": False},
+    )
+    _event(session, job, "job.sealed", {"count": job.total})
+    query = select(Image).where(Image.job_id == job.id).order_by(Image.position)
+    return list(session.scalars(query.execution_options(populate_existing=True)))
+
+
+def cancel_job(session: Session, job: Job, actor: str | ApiKey) -> Job:
+    """Cancel every image still pending; results that arrive later are ignored."""
+    job = _lock(session, job)
+    if job.status.is_final:
+        raise JobStateError("JOB_ALREADY_FINISHED", f"job is already {job.status.value}")
+    now = utcnow()
+    result: Any = session.execute(
+        update(Image)
+        .where(Image.job_id == job.id, Image.status == ImageStatus.PENDING)
+        .values(status=ImageStatus.CANCELLED, completed_at=now),
+        execution_options={"synchronize_session": False},
+    )
+    job.cancelled += result.rowcount
+    job.status, job.finished_at = JobStatus.CANCELLED, now
+    session.flush()
+    payload = {"cancelled": job.cancelled, "succeeded": job.succeeded, "failed": job.failed}
+    append_event(
+        session,
+        actor=_actor(actor),
+        action="job.cancelled",
+        object_type="job",
+        object_id=job.id,
+        payload=payload,
+    )
+    return job
+
+
+def _event(session: Session, job: Job, action: str, payload: dict[str, Any]) -> None:
+    append_event(
+        session,
+        actor=owner_actor(job),
+        action=action,
+        object_type="job",
+        object_id=job.id,
+        payload=payload,
+    )
+
+
+def get_job(session: Session, job_id: str) -> Job | None:
+    return session.get(Job, job_id)
+
+
+def list_jobs(
+    session: Session, owner_id: int | None, limit: int, before: str | None = None
+) -> list[Job]:
+    """Newest first; ``before`` is the id of the last job of the previous page (keyset)."""
+    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    if owner_id is not None:
+        query = query.where(Job.owner_key_id == owner_id)
+    if before is not None:
+        cursor = session.get(Job, before)
+        if cursor is None:
+            return []
+        query = query.where(
+            or_(
+                Job.created_at < cursor.created_at,
+                and_(Job.created_at == cursor.created_at, Job.id < cursor.id),
+            )
+        )
+    return list(session.scalars(query))
+
+
+def results_page(
+    session: Session, job: Job, limit: int, after_position: int | None = None
+) -> list[Image]:
+    """Images in submission order, keyset-paginated by position (stable under new results)."""
+    query = select(Image).where(Image.job_id == job.id).order_by(Image.position).limit(limit)
+    if after_position is not None:
+        query = query.where(Image.position > after_position)
+    return list(session.scalars(query))
+
+
+def job_view(job: Job, now: datetime) -> dict[str, Any]:
+    """The body of ``GET /v1/jobs/<id>``: status, counts, progress and timing."""
+    processed = job.succeeded + job.failed
+    done = job.total - job.pending  # cancelled images are done too: nothing left to wait for
+    throughput = _throughput(job, processed, now)
+    running = job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+    return {
+        "id": job.id,
+        "status": job.status.value,
+        "model": {"name": job.model_name, "version": job.model_version, "sha256": job.model_sha256},
+        "counts": {
+            "total": job.total,
+            "succeeded": job.succeeded,
+            "failed": job.failed,
+            "pending": job.pending,
+            "cancelled": job.cancelled,
+        },
+        "progress": round(done / job.total, 4) if job.total else 0.0,
+        "created_at": iso_utc(job.created_at),
+        "sealed_at": iso_utc(job.sealed_at),
+        "started_at": iso_utc(job.started_at),
+        "finished_at": iso_utc(job.finished_at),
+        "throughput_per_s": throughput,
+        "eta_s": round(job.pending / throughput, 1) if running and throughput else None,
+    }
+
+
+def _throughput(job: Job, processed: int, now: datetime) -> float | None:
+    if job.started_at is None or processed == 0:
+        return None
+    elapsed = ((job.finished_at or now) - job.started_at).total_seconds()
+    # The first result alone gives no rate: started_at is that result's own time.
+    return round(processed / elapsed, 3) if elapsed > 0 else None
+
+
+def iso_utc(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,90 @@
+"""Fixtures for the db layer's tests: an owner key, a model version, jobs, a moto S3 server."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.blobstore import BlobInfo
+from db.jobs import add_images, open_job, seal_job
+from db.models import ApiKey, Image, Job, ModelVersion, Role
+from db.session import session_scope
+
+Factory = sessionmaker[Session]
+
+
+@pytest.fixture
+def owner(session_factory: Factory) -> ApiKey:
+    with session_scope(session_factory) as session:
+        key = ApiKey(
+            name="test", role=Role.SUBMITTER, prefix=secrets.token_hex(4), secret_hash="0" * 64
+        )
+        session.add(key)
+    return key
+
+
+@pytest.fixture
+def model(session_factory: Factory) -> ModelVersion:
+    with session_scope(session_factory) as session:
+        row = ModelVersion(name="nodule-detector", version="1", sha256="ab" * 32, card={})
+        row.active = True
+        session.add(row)
+    return row
+
+
+def blob(index: int) -> BlobInfo:
+    return BlobInfo(hashlib.sha256(f"image {index}".encode()).hexdigest(), 100 + index)
+
+
+@pytest.fixture
+def make_job(
+    session_factory: Factory, owner: ApiKey, model: ModelVersion
+) -> Callable[..., tuple[Job, list[Image]]]:
+    """A job with ``n`` images, sealed unless asked otherwise; returns (job, images)."""
+
+    def make(n: int, *, seal: bool = True) -> tuple[Job, list[Image]]:
+        with session_scope(session_factory) as session:
+            job, _ = open_job(session, owner, model, None)
+            images = add_images(session, job, [(f"scan-{i}.dcm", blob(i)) for i in range(n)])
+            if seal:
+                images = seal_job(session, job)
+        return job, images
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real moto S3 server on loopback (server mode: requests go over HTTP)."""
+    with pytest.MonkeyPatch.context() as env:
+        # boto3 reads credentials from the environment; moto accepts any.
+        env.setenv("AWS_ACCESS_KEY_ID", "testing")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        env.delenv("AWS_PROFILE", raising=False)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        try:
+            yield f"http://{host}:{port}"
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str) -> Any:
+    return boto3.client("s3", endpoint_url=s3_endpoint)
+
+
+@pytest.fixture
+def s3_bucket(s3: Any) -> str:
+    name = f"medflow-test-{secrets.token_hex(4)}"
+    s3.create_bucket(Bucket=name)
+    return name

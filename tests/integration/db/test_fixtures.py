@@ -1,0 +1,34 @@
+"""The shared fixtures in tests/conftest.py do what other tests rely on."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+
+from db.blobstore import FileBlobStore, open_blob_store
+from db.settings import Settings
+
+
+def test_redis_url_is_a_private_empty_database(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        if not os.environ.get("MEDFLOW_TEST_REDIS_URL"):
+            assert 1 <= int(redis_url.rsplit("/", 1)[1]) <= 15
+        # Only this session's claim is there: the database was flushed at the start.
+        assert [k for k in client.keys("*") if not k.startswith(b"medflow:test-")] == []
+    finally:
+        client.close()
+
+
+def test_settings_factory_and_blob_store_agree(
+    settings_factory: Callable[..., Settings], blob_store: FileBlobStore, tmp_path: Path
+) -> None:
+    settings = settings_factory(tmp_model_root=True, chunk_size=4)
+    assert (settings.env, settings.chunk_size) == ("test", 4)
+    assert settings.model_root == tmp_path / "models" and settings.model_root.is_dir()
+    key = blob_store.put_bytes(b"x").key
+    assert open_blob_store(settings).get(key) == b"x"
+    assert settings_factory().model_root != settings.model_root  # the bundled models by default

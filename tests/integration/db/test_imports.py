@@ -1,0 +1,132 @@
+"""db.imports: file:// only under the import roots (however the path is spelled), s3:// via moto."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from db.blobstore import FileBlobStore
+from db.imports import ImportFailed, ImportRefused, import_uri
+from db.settings import Settings
+from pipeline.limits import ImageLimits
+
+DATA = b"DICM pretend image" * 100
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "imports"
+    (root / "study").mkdir(parents=True)
+    (root / "study" / "a.dcm").write_bytes(DATA)
+    (tmp_path / "secret.txt").write_bytes(b"outside the root")
+    return root
+
+
+@pytest.fixture
+def settings(root: Path, settings_factory: Callable[..., Settings]) -> Settings:
+    return settings_factory(import_roots=(root,))
+
+
+def code_of(uri: str, store: FileBlobStore, settings: Settings) -> str:
+    with pytest.raises((ImportRefused, ImportFailed)) as error:
+        import_uri(uri, store, settings)
+    return str(error.value.code)
+
+
+def test_file_under_root(root: Path, blob_store: FileBlobStore, settings: Settings) -> None:
+    info = import_uri(f"file://{root}/study/a.dcm", blob_store, settings)
+    assert info.key == hashlib.sha256(DATA).hexdigest() and info.size == len(DATA)
+    assert blob_store.get(info.key) == DATA
+    # Spellings that stay inside the root are fine.
+    assert import_uri(f"file://{root}/study/../study/./a.dcm", blob_store, settings) == info
+    assert import_uri(f"file://localhost{root}/study/a%2Edcm", blob_store, settings) == info
+
+
+def test_escapes_are_refused(root: Path, blob_store: FileBlobStore, settings: Settings) -> None:
+    outside = root.parent / "secret.txt"
+    (root / "link").symlink_to(outside)
+    (root / "dirlink").symlink_to(root.parent)
+    sibling = root.parent / "imports-evil"  # shares the root's name as a string prefix
+    sibling.mkdir()
+    (sibling / "x.dcm").write_bytes(DATA)
+    for uri in (
+        f"file://{outside}",
+        f"file://{root}/../secret.txt",
+        f"file://{root}/study/%2e%2e/%2e%2e/secret.txt",
+        f"file://{root}/link",
+        f"file://{root}/dirlink/secret.txt",
+        f"file://{sibling}/x.dcm",
+        "file:///etc/passwd",
+        f"file://otherhost{root}/study/a.dcm",
+        "file:relative/a.dcm",
+    ):
+        assert code_of(uri, blob_store, settings) == "IMPORT_REFUSED", uri
+    assert not blob_store.root.exists() or not any(blob_store.root.rglob("*"))
+
+
+def test_symlink_inside_the_root_is_fine(
+    root: Path, blob_store: FileBlobStore, settings: Settings
+) -> None:
+    (root / "alias.dcm").symlink_to(root / "study" / "a.dcm")
+    assert import_uri(f"file://{root}/alias.dcm", blob_store, settings).size == len(DATA)
+
+
+def test_root_given_through_a_symlink(
+    root: Path, tmp_path: Path, blob_store: FileBlobStore, settings_factory: Callable[..., Any]
+) -> None:
+    (tmp_path / "root-alias").symlink_to(root)
+    settings = settings_factory(import_roots=(tmp_path / "root-alias",))
+    assert import_uri(f"file://{root}/study/a.dcm", blob_store, settings).size == len(DATA)
+
+
+def test_missing_and_odd_files(root: Path, blob_store: FileBlobStore, settings: Settings) -> None:
+    assert code_of(f"file://{root}/study/nope.dcm", blob_store, settings) == "IMPORT_NOT_FOUND"
+    # Outside the roots, existence is never revealed: refused either way.
+    assert code_of(f"file://{root.parent}/nope.dcm", blob_store, settings) == "IMPORT_REFUSED"
+    assert code_of(f"file://{root}/study", blob_store, settings) == "IMPORT_REFUSED"
+    os.mkfifo(root / "pipe")  # opening must not hang on a FIFO
+    assert code_of(f"file://{root}/pipe", blob_store, settings) == "IMPORT_REFUSED"
+
+
+def test_no_roots_means_no_file_imports(
+    root: Path, blob_store: FileBlobStore, settings_factory: Callable[..., Settings]
+) -> None:
+    settings = settings_factory()
+    assert code_of(f"file://{root}/study/a.dcm", blob_store, settings) == "IMPORT_REFUSED"
+
+
+def test_size_limit(root: Path, blob_store: FileBlobStore, settings: Settings) -> None:
+    small = Settings(**{**settings.__dict__, "limits": ImageLimits(max_bytes=len(DATA) - 1)})
+    assert code_of(f"file://{root}/study/a.dcm", blob_store, small) == "FILE_TOO_LARGE"
+
+
+def test_unsupported_schemes(blob_store: FileBlobStore, settings: Settings) -> None:
+    for uri in ("http://example.com/a.dcm", "ftp://x/a", "/abs/a.dcm", "a.dcm", "s3://bucket"):
+        assert code_of(uri, blob_store, settings) == "UNSUPPORTED_URI_SCHEME", uri
+
+
+def test_s3_import(
+    s3: Any,
+    s3_bucket: str,
+    s3_endpoint: str,
+    blob_store: FileBlobStore,
+    settings_factory: Callable[..., Settings],
+) -> None:
+    s3.put_object(Bucket=s3_bucket, Key="studies/1/a b.dcm", Body=DATA)
+    settings = settings_factory(s3_endpoint_url=s3_endpoint)
+    info = import_uri(f"s3://{s3_bucket}/studies/1/a%20b.dcm", blob_store, settings)
+    assert blob_store.get(info.key) == DATA
+    missing = f"s3://{s3_bucket}/studies/1/nope.dcm"
+    assert code_of(missing, blob_store, settings) == "IMPORT_NOT_FOUND"
+    no_bucket = "s3://medflow-no-such-bucket/a.dcm"
+    assert code_of(no_bucket, blob_store, settings) == "IMPORT_NOT_FOUND"
+    small = settings_factory(
+        s3_endpoint_url=s3_endpoint, limits=ImageLimits(max_bytes=len(DATA) - 1)
+    )
+    uri = f"s3://{s3_bucket}/studies/1/a%20b.dcm"
+    assert code_of(uri, blob_store, small) == "FILE_TOO_LARGE"
