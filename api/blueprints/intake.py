@@ -1,0 +1,142 @@
+"""Reading the images of a request: multipart uploads or JSON URIs, stored as blobs.
+
+Blobs are written before any database transaction opens (they are content-addressed, so an
+orphan from a failed request is harmless and a retry reuses it), which keeps transactions short.
+Uploads are streamed to the store file by file; Werkzeug spools large parts to disk, so a
+request never holds its images in memory. Nothing here logs or returns a ref or a file name.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import request
+from werkzeug.datastructures import FileStorage
+
+from api.errors import ApiError
+from api.extensions import services
+from db.blobstore import BlobTooLarge
+from db.imports import ImportRefused, UriImportError, import_uri
+from pipeline.errors import ImageError
+from pipeline.sniff import sniff_format
+
+SNIFF_BYTES = 512  # enough for every signature sniff_format knows (DICOM's is at 128..132)
+TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+@dataclass
+class Intake:
+    """What a request asks for; ``uploads`` or ``uris`` (one or neither), not yet stored."""
+
+    model: str | None
+    seal: bool
+    uploads: list[FileStorage] = field(default_factory=list)
+    uris: list[tuple[str, str]] = field(default_factory=list)  # (uri, ref)
+
+    @property
+    def count(self) -> int:
+        return len(self.uploads) + len(self.uris)
+
+
+@dataclass
+class Stored:
+    images: list[tuple[str, Any]]  # (ref, BlobInfo) in submission order
+    formats: dict[str, int]  # sniffed format -> number of uploads, "unknown" included
+
+
+def read_intake() -> Intake:
+    if request.mimetype == "multipart/form-data":
+        form = request.form
+        uploads = request.files.getlist("files")
+        return Intake(form.get("model"), _flag(form.get("seal")), uploads=uploads)
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise invalid("body", "must be a JSON object")
+        model = body.get("model")
+        if model is not None and not isinstance(model, str):
+            raise invalid("model", "must be a string")
+        return Intake(model, _flag(body.get("seal")), uris=_uris(body.get("images", [])))
+    raise ApiError("UNSUPPORTED_MEDIA_TYPE", "send multipart/form-data or application/json", 415)
+
+
+def store(intake: Intake) -> Stored:
+    if intake.uploads:
+        return _store_uploads(intake.uploads)
+    return Stored([(ref, _import(index, uri)) for index, (uri, ref) in enumerate(intake.uris)], {})
+
+
+def invalid(name: str, message: str) -> ApiError:
+    return ApiError("VALIDATION_ERROR", f"{name} {message}", 400, {"field": name})
+
+
+def _flag(value: Any) -> bool:
+    if value is None or isinstance(value, bool):
+        return value is not False  # sealing is the default
+    if str(value).lower() in TRUE:
+        return True
+    if str(value).lower() in FALSE:
+        return False
+    raise invalid("seal", "must be true or false")
+
+
+def _uris(images: Any) -> list[tuple[str, str]]:
+    if not isinstance(images, list):
+        raise invalid("images", "must be a list")
+    found = []
+    for index, item in enumerate(images):
+        uri = item.get("uri") if isinstance(item, dict) else None
+        ref = item.get("ref", uri) if isinstance(item, dict) else None
+        if not isinstance(uri, str) or not uri or not isinstance(ref, str) or not ref:
+            raise ApiError(
+                "VALIDATION_ERROR",
+                "each image needs a uri (and an optional ref)",
+                400,
+                {"field": "images", "index": index},
+            )
+        found.append((uri, ref))
+    return found
+
+
+def _store_uploads(uploads: list[FileStorage]) -> Stored:
+    state = services()
+    formats: Counter[str] = Counter()
+    images = []
+    for index, upload in enumerate(uploads):
+        formats[_sniff(upload)] += 1
+        try:
+            info = state.blobs.put_stream(upload.stream, state.settings.limits.max_bytes)
+        except BlobTooLarge as exc:
+            raise ApiError(
+                "FILE_TOO_LARGE",
+                f"file {index} exceeds {exc.max_bytes} bytes",
+                413,
+                {"index": index, "max_bytes": exc.max_bytes},
+            ) from None
+        images.append((upload.filename or f"upload-{index}", info))
+    return Stored(images, dict(formats))
+
+
+def _sniff(upload: FileStorage) -> str:
+    # Only counted for the response: an unknown format is not refused here, it becomes a failed
+    # result with its error code, like any other bad image.
+    head = upload.stream.read(SNIFF_BYTES)
+    upload.stream.seek(0)
+    try:
+        return str(sniff_format(head))
+    except ImageError:
+        return "unknown"
+
+
+def _import(index: int, uri: str) -> Any:
+    state = services()
+    try:
+        return import_uri(uri, state.blobs, state.settings)
+    except UriImportError as exc:
+        # The message names the rule, never the URI (a path or key can name a patient).
+        refused = isinstance(exc, ImportRefused)
+        raise ApiError(
+            exc.code, f"image {index}: {exc.message}", 422, {"index": index, "refused": refused}
+        ) from None

@@ -1,0 +1,152 @@
+"""Creating and filling jobs: POST /v1/jobs, /<id>/images, /<id>/seal, /<id>/cancel.
+
+Order inside each request: read and store the blobs (no transaction open), write the rows in
+one short transaction, and only after it commits send the tasks and the cancel flag. A task that
+outran its rows would find nothing; a flag set before a failed commit would cancel a live job.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, request
+from sqlalchemy import select
+
+from api.auth import Caller, caller, require
+from api.blueprints.intake import Intake, invalid, read_intake, store
+from api.blueprints.jobs import job_body, job_response, model_ref, pairs, send_sealed, visible_job
+from api.errors import ApiError
+from api.extensions import services
+from db.jobs import add_images, cancel_job, open_job, seal_job
+from db.model_registry import ModelNotFound, find_model
+from db.models import ApiKey, Job, JobStatus, ModelVersion, Role
+from db.session import session_scope
+from workers.cancel import mark_cancelled
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("job_submit", __name__, url_prefix="/v1/jobs")
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_IDEMPOTENCY_KEY = 200  # the column's width
+
+
+@bp.post("")
+@require(Role.SUBMITTER, Role.ADMIN)
+def submit() -> Response:
+    who, intake, key = caller(), read_intake(), _idempotency_key()
+    if not intake.model:
+        raise invalid("model", "is required")
+    replay = _replay(who, key)
+    if replay is not None:  # before storing anything: a retry must not import again
+        return job_response(replay, 200)
+    _require_images(intake)
+    with session_scope(services().sessions) as session:
+        _model(session, intake.model)  # a typo'd model fails before any upload is stored
+    stored = store(intake)
+    with session_scope(services().sessions) as session:
+        owner = session.get_one(ApiKey, who.id)
+        job, created = open_job(session, owner, _model(session, intake.model), key)
+        sealed: list[tuple[int, str]] = []
+        if created:
+            add_images(session, job, stored.images)
+            sealed = pairs(seal_job(session, job)) if intake.seal else []
+        body = job_body(job, formats=stored.formats) if created else job_body(job)
+    send_sealed(job.id, model_ref(job), sealed)
+    return job_response(body, 202 if created else 200)
+
+
+@bp.post("/<job_id>/images")
+@require(Role.SUBMITTER, Role.ADMIN)
+def add(job_id: str) -> Response:
+    who, intake = caller(), read_intake()
+    if intake.count == 0:
+        raise ApiError("NO_IMAGES", "send at least one file or image URI", 400)
+    with session_scope(services().sessions) as session:
+        _open_job(session, job_id, who)  # checked before the uploads are stored
+    stored = store(intake)
+    with session_scope(services().sessions) as session:
+        job = _open_job(session, job_id, who)
+        added = add_images(session, job, stored.images)
+        body = job_body(job, added=len(added), formats=stored.formats)
+    return job_response(body, 200)
+
+
+@bp.post("/<job_id>/seal")
+@require(Role.SUBMITTER, Role.ADMIN)
+def seal(job_id: str) -> Response:
+    with session_scope(services().sessions) as session:
+        job = _open_job(session, job_id, caller())
+        sealed = pairs(seal_job(session, job))
+        body = job_body(job)
+    send_sealed(job.id, model_ref(job), sealed)
+    return job_response(body, 200)
+
+
+@bp.post("/<job_id>/cancel")
+@require(Role.SUBMITTER, Role.OPERATOR, Role.ADMIN)
+def cancel(job_id: str) -> Response:
+    who = caller()
+    with session_scope(services().sessions) as session:
+        job = cancel_job(session, visible_job(session, job_id, who), who.actor)
+        body = job_body(job)
+    try:
+        mark_cancelled(services().redis, job.id)
+    except Exception as exc:
+        # The database already says cancelled: the collector drops late results, so a missing
+        # flag only costs the workers some wasted inference.
+        log.warning("job %s: cancel flag not set (%s)", job.id, type(exc).__name__)
+    return job_response(body, 200)
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise ApiError(
+            "VALIDATION_ERROR",
+            f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
+            400,
+            {"header": IDEMPOTENCY_HEADER},
+        )
+    return key
+
+
+def _replay(who: Caller, key: str | None) -> dict[str, Any] | None:
+    if key is None:
+        return None
+    query = select(Job).where(Job.owner_key_id == who.id, Job.idempotency_key == key)
+    with session_scope(services().sessions) as session:
+        job = session.scalars(query).first()
+        return None if job is None else job_body(job)
+
+
+def _require_images(intake: Intake) -> None:
+    # An unsealed job may start empty (to be filled); a sealed one would have nothing to run.
+    if intake.seal and intake.count == 0:
+        raise ApiError(
+            "NO_IMAGES",
+            "a sealed job needs at least one image; send seal=false to open an empty job",
+            400,
+        )
+
+
+def _model(session: Any, ref: str) -> ModelVersion:
+    try:
+        return find_model(session, ref)
+    except ModelNotFound:
+        raise ApiError("MODEL_NOT_FOUND", "no such model or version", 404, {"model": ref}) from None
+
+
+def _open_job(session: Any, job_id: str, who: Caller) -> Job:
+    job = visible_job(session, job_id, who)
+    if job.status != JobStatus.OPEN:  # add_images checks too; this spares storing the uploads
+        raise ApiError(
+            "JOB_NOT_OPEN",
+            f"the job is {job.status.value}; only an open job takes images",
+            409,
+            {"status": job.status.value},
+        )
+    return job

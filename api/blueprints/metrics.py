@@ -1,0 +1,141 @@
+"""GET /metrics: Prometheus text format, unauthenticated.
+
+Labels are bounded: route templates (``/v1/jobs/<job_id>``, never a job id), statuses and queue
+names. Nothing about an image or a patient appears here. Request counters are per process (run
+Prometheus against each gunicorn worker, or read the job and queue gauges, which come from
+Postgres and Redis and agree across processes).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import func, select
+
+from api.extensions import services
+from db.models import Job
+from workers.queues import RESULTS_QUEUE, infer_queue
+
+bp = Blueprint("metrics", __name__)
+
+REGISTRY_KEY = "medflow.metrics"
+
+
+class _Metrics:
+    """One registry per app, so several apps in one process (tests) do not collide."""
+
+    def __init__(self, app: Flask) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "medflow_http_requests",
+            "HTTP requests by route and status",
+            ["endpoint", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "medflow_http_request_seconds",
+            "HTTP request duration by route",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.registry.register(_StateCollector(app))
+
+
+def init_app(app: Flask) -> None:
+    app.extensions[REGISTRY_KEY] = _Metrics(app)
+    app.before_request(_start_timer)
+    app.after_request(_count)
+
+
+def _start_timer() -> None:
+    g.metrics_started = time.perf_counter()
+
+
+def _count(response: Response) -> Response:
+    metrics: _Metrics = _app_metrics()
+    endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+    metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+    if "metrics_started" in g:
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - g.metrics_started)
+    return response
+
+
+def _app_metrics() -> _Metrics:
+    found: _Metrics = current_app.extensions[REGISTRY_KEY]
+    return found
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    body = generate_latest(_app_metrics().registry)
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)
+
+
+class _StateCollector:
+    """Jobs and images by status (from Postgres) and queue depths (from Redis), read at scrape."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily(
+            "medflow_metrics_source_up", "Whether a source answered the scrape", labels=["source"]
+        )
+        with self.app.app_context():
+            for source, read in (("database", _job_gauges), ("redis", _queue_gauges)):
+                try:
+                    families = list(read())
+                except Exception:  # a down source must not hide the other metrics
+                    families = []
+                up.add_metric([source], 1 if families else 0)
+                yield from families
+        yield up
+
+    def describe(self) -> list[Any]:
+        return []  # no scrape at registration time: it would query the database
+
+
+def _job_gauges() -> Iterator[GaugeMetricFamily]:
+    jobs = GaugeMetricFamily("medflow_jobs", "Jobs by status", labels=["status"])
+    images = GaugeMetricFamily("medflow_images", "Images by status", labels=["status"])
+    # Image counts come from the job counters: O(jobs), not a scan of the images table.
+    query = select(
+        Job.status,
+        func.count(),
+        func.sum(Job.total),
+        func.sum(Job.succeeded),
+        func.sum(Job.failed),
+        func.sum(Job.cancelled),
+    ).group_by(Job.status)
+    totals = {"pending": 0, "succeeded": 0, "failed": 0, "cancelled": 0}
+    with services().sessions() as session:
+        for status, count, total, ok, failed, cancelled in session.execute(query):
+            jobs.add_metric([str(status)], count)
+            done = (ok or 0) + (failed or 0) + (cancelled or 0)
+            totals["pending"] += (total or 0) - done
+            totals["succeeded"] += ok or 0
+            totals["failed"] += failed or 0
+            totals["cancelled"] += cancelled or 0
+    for name, value in totals.items():
+        images.add_metric([name], value)
+    yield from (jobs, images)
+
+
+def _queue_gauges() -> Iterator[GaugeMetricFamily]:
+    gauge = GaugeMetricFamily("medflow_queue_depth", "Messages waiting per queue", labels=["queue"])
+    queues = [infer_queue(name) for name in services().settings.models] + [RESULTS_QUEUE]
+    client = services().redis
+    for queue in queues:
+        gauge.add_metric([queue], client.llen(queue))
+    yield gauge

@@ -1,0 +1,151 @@
+"""Models: list every version with its card (GET), register a new version (POST, admin).
+
+A new version is written to a staging directory in the model root, loaded there with the
+repository's own rules (card against graph, sha256), and only then renamed into place, so the
+workers and the registry never see a half-written or invalid version.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, request
+from sqlalchemy import select
+from werkzeug.datastructures import FileStorage
+
+from api.auth import caller, require
+from api.errors import ApiError
+from api.extensions import services
+from api.serialize import model_item
+from db.audit import append_event
+from db.model_registry import find_model, sync_models
+from db.models import ModelVersion, Role
+from db.session import session_scope
+from pipeline.card import ModelCard
+from pipeline.errors import ModelError
+
+bp = Blueprint("models", __name__, url_prefix="/v1/models")
+
+# Names and versions become directory names: nothing that could climb out of the model root.
+SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MAX_CARD_BYTES = 1024 * 1024
+STAGING_PREFIX = ".medflow-staging-"
+
+
+@bp.get("")
+@require(Role.SUBMITTER, Role.OPERATOR, Role.ADMIN)
+def index() -> dict[str, Any]:
+    query = select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version)
+    with session_scope(services().sessions) as session:
+        return {"items": [model_item(row) for row in session.scalars(query)]}
+
+
+@bp.post("")
+@require(Role.ADMIN)
+def register() -> tuple[dict[str, Any], int]:
+    graph, card_file = _part("model.onnx"), _part("model.json")
+    card_bytes = card_file.stream.read(MAX_CARD_BYTES + 1)
+    card = _card(card_bytes)
+    root = services().settings.model_root
+    if (root / card.name / card.version).exists() or _known(card):
+        raise _exists(card)
+    _install(root, card, graph, card_bytes)
+    with session_scope(services().sessions) as session:
+        sync_models(session, _repository(root))
+        row = find_model(session, card.ref)
+        # The registry records the version itself; this event records who uploaded it.
+        append_event(
+            session,
+            actor=caller().actor,
+            action="model.uploaded",
+            object_type="model",
+            object_id=card.ref[:64],
+            payload={"name": card.name, "version": card.version, "sha256": row.sha256},
+        )
+        return model_item(row), 201
+
+
+def _known(card: ModelCard) -> bool:
+    query = select(ModelVersion.id).where(
+        ModelVersion.name == card.name, ModelVersion.version == card.version
+    )
+    with session_scope(services().sessions) as session:
+        return session.scalars(query).first() is not None
+
+
+def _part(name: str) -> FileStorage:
+    part = request.files.get(name)
+    if part is None:
+        raise ApiError(
+            "VALIDATION_ERROR", f"the multipart field {name} is required", 400, {"field": name}
+        )
+    return part
+
+
+def _card(data: bytes) -> ModelCard:
+    if len(data) > MAX_CARD_BYTES:
+        raise _invalid("model.json is too large", "model.json")
+    try:
+        card = ModelCard.from_dict(json.loads(data))
+    except (ValueError, AttributeError):
+        raise _invalid("model.json is not a JSON object", "model.json") from None
+    except ModelError as exc:
+        raise _invalid(str(exc), exc.field) from None
+    for field, value in (("name", card.name), ("version", card.version)):
+        if not SEGMENT.match(value) or value in (".", ".."):
+            raise _invalid(f"{field} may hold letters, digits, '.', '_' and '-' only", field)
+    return card
+
+
+def _install(root: Path, card: ModelCard, graph: FileStorage, card_bytes: bytes) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    # Inside the root, so the rename below stays on one filesystem (atomic). The repository
+    # never lists it: a model is <root>/<name>/<version>/model.json, one level shallower.
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
+    try:
+        version_dir = staging / card.name / card.version
+        version_dir.mkdir(parents=True)
+        with open(version_dir / "model.onnx", "wb") as out:
+            shutil.copyfileobj(graph.stream, out, 1024 * 1024)
+        (version_dir / "model.json").write_bytes(card_bytes)
+        _check_loads(staging, card)
+        (root / card.name).mkdir(exist_ok=True)
+        try:
+            os.rename(version_dir, root / card.name / card.version)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            raise _exists(card) from None  # another upload of this version won the race
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _repository(root: Path) -> Any:
+    # Imported on use: loading checks the graph with ONNX, which the rest of the API never needs.
+    from pipeline.repository import ModelRepository
+
+    return ModelRepository(root)
+
+
+def _check_loads(staging: Path, card: ModelCard) -> None:
+    try:
+        _repository(staging).load(card.ref)
+    except ModelError as exc:
+        raise _invalid(str(exc), exc.field) from None
+
+
+def _invalid(message: str, field: str | None) -> ApiError:
+    return ApiError("INVALID_MODEL", message, 422, {"field": field})
+
+
+def _exists(card: ModelCard) -> ApiError:
+    return ApiError(
+        "MODEL_VERSION_EXISTS", "this model version is already registered", 409, {"model": card.ref}
+    )

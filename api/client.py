@@ -1,0 +1,193 @@
+"""MedflowClient: the HTTP client behind `medflow submit|status|results|models` (stdlib only).
+
+Uploads stream from disk: a multipart body is produced file by file, in bounded batches (one
+request each), so memory stays flat whatever the job size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+DEFAULT_BATCH_BYTES = 64 * 1024 * 1024
+READ_BLOCK = 1024 * 1024
+TIMEOUT_S = 300.0
+
+
+class MedflowError(Exception):
+    """An API error: the HTTP status and the body's ``{"error": {code, message, details}}``."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+class MedflowClient:
+    def __init__(self, base_url: str, api_key: str, timeout_s: float = TIMEOUT_S) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.timeout_s = timeout_s
+
+    # Jobs -------------------------------------------------------------------------------------
+
+    def open_job(self, model: str, idempotency_key: str | None = None) -> dict[str, Any]:
+        """An empty, open job; with the same idempotency key a retry returns the same job."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._json("POST", "/v1/jobs", {"model": model, "seal": False}, headers)
+
+    def add_files(
+        self,
+        job_id: str,
+        paths: Sequence[Path],
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Upload ``paths`` in requests of at most ``batch_bytes`` (a bigger file goes alone).
+
+        ``on_batch(files, bytes)`` is called after each request; returns the files sent.
+        """
+        sent = 0
+        for batch in batches(paths, batch_bytes):
+            body = MultipartBody(batch)
+            self._request("POST", f"/v1/jobs/{_q(job_id)}/images", body, body.headers()).close()
+            sent += len(batch)
+            if on_batch is not None:
+                on_batch(len(batch), body.length)
+        return sent
+
+    def seal(self, job_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/v1/jobs/{_q(job_id)}/seal")
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/jobs/{_q(job_id)}")
+
+    def list_jobs(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest jobs this key may see, newest first."""
+        return list(self._json("GET", f"/v1/jobs?limit={limit}").get("items", []))
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/v1/jobs/{_q(job_id)}/cancel")
+
+    def iter_results(self, job_id: str, page_size: int = 500) -> Iterator[dict[str, Any]]:
+        path: str | None = f"/v1/jobs/{_q(job_id)}/results?limit={page_size}&after=-1"
+        while path:
+            page = self._json("GET", path)
+            yield from page.get("items", [])
+            path = page.get("next")
+
+    def results_csv(self, job_id: str, out: IO[bytes]) -> None:
+        """Stream the results table into ``out`` (a binary file)."""
+        with self._request("GET", f"/v1/jobs/{_q(job_id)}/results?format=csv") as response:
+            shutil.copyfileobj(response, out, READ_BLOCK)
+
+    def models(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/v1/models").get("items", []))
+
+    # HTTP -------------------------------------------------------------------------------------
+
+    def _json(
+        self, method: str, path: str, payload: Any = None, headers: dict[str, str] | None = None
+    ) -> Any:
+        data = None if payload is None else json.dumps(payload).encode()
+        extra = {"Content-Type": "application/json"} if data is not None else {}
+        with self._request(method, path, data, {**extra, **(headers or {})}) as response:
+            return json.loads(response.read() or b"{}")
+
+    def _request(
+        self, method: str, path: str, data: Any = None, headers: dict[str, str] | None = None
+    ) -> Any:
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        request.add_header("Authorization", f"Bearer {self.api_key}")
+        request.add_header("Accept", "application/json")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            return urllib.request.urlopen(request, timeout=self.timeout_s)
+        except urllib.error.HTTPError as exc:
+            raise _api_error(exc) from None
+
+
+def batches(paths: Iterable[Path], batch_bytes: int) -> Iterator[list[Path]]:
+    batch: list[Path] = []
+    size = 0
+    for path in paths:
+        length = path.stat().st_size
+        if batch and size + length > batch_bytes:
+            yield batch
+            batch, size = [], 0
+        batch.append(path)
+        size += length
+    if batch:
+        yield batch
+
+
+class MultipartBody:
+    """``multipart/form-data`` with one ``files`` part per path, read from disk as it is sent.
+
+    urllib sends an iterable body chunk by chunk when Content-Length is given, so the length
+    is computed up front from the headers and the file sizes.
+    """
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.boundary = f"medflow-{secrets.token_hex(16)}"
+        self.parts = [(path, self._part_header(path)) for path in paths]
+        self.tail = f"--{self.boundary}--\r\n".encode()
+        self.length = len(self.tail) + sum(
+            len(header) + path.stat().st_size + 2 for path, header in self.parts
+        )
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "Content-Type": f"multipart/form-data; boundary={self.boundary}",
+            "Content-Length": str(self.length),
+        }
+
+    def __iter__(self) -> Iterator[bytes]:
+        for path, header in self.parts:
+            yield header
+            with open(path, "rb") as handle:
+                while block := handle.read(READ_BLOCK):
+                    yield block
+            yield b"\r\n"
+        yield self.tail
+
+    def _part_header(self, path: Path) -> bytes:
+        name = (
+            str(path).replace("\\", "\\\\").replace('"', '\\"').replace("\r", "").replace("\n", "")
+        )
+        return (
+            f"--{self.boundary}\r\n"
+            f'Content-Disposition: form-data; name="files"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+
+
+def _api_error(exc: urllib.error.HTTPError) -> MedflowError:
+    try:
+        error = json.loads(exc.read() or b"{}").get("error", {})
+    except (ValueError, AttributeError):
+        error = {}
+    code = str(error.get("code") or f"HTTP_{exc.code}")
+    return MedflowError(
+        exc.code, code, str(error.get("message") or exc.reason), error.get("details")
+    )
+
+
+def _q(part: str) -> str:
+    return urllib.parse.quote(part, safe="")
+
+
+def default_url() -> str:
+    return os.environ.get("MEDFLOW_URL", "http://127.0.0.1:8000")
+
+
+def default_key() -> str:
+    return os.environ.get("MEDFLOW_API_KEY", "")

@@ -1,0 +1,18 @@
+"""`medflow models`: the models the service can run."""
+
+from __future__ import annotations
+
+import click
+
+from api.client import MedflowClient
+from api.commands.remote import client_options
+
+
+@click.command()
+@client_options
+def models(client: MedflowClient) -> None:
+    """List registered model versions (the active one is starred)."""
+    for model in client.models():
+        star = "*" if model.get("active") else " "
+        labels = model.get("card", {}).get("output", {}).get("labels", [])
+        click.echo(f"{star} {model.get('name')}:{model.get('version')}\t{len(labels)} labels")

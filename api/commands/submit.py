@@ -1,0 +1,119 @@
+"""`medflow submit PATH... --model NAME[:VER]`: upload a job, optionally wait and fetch results."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from api.client import MedflowClient
+from api.commands.progress import Progress, bar
+from api.commands.remote import FINAL_STATUSES, client_options, counts, describe
+
+MIB = 1024 * 1024
+POLL_MIN_S, POLL_MAX_S = 0.5, 5.0
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--model", required=True, help="NAME or NAME:VERSION")
+@click.option("--wait", is_flag=True, help="Wait for the job, then write its results CSV.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Results CSV with --wait (default: results-<job id>.csv).",
+)
+@click.option(
+    "--batch-mb",
+    default=64,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Upload at most this much per request.",
+)
+@client_options
+def submit(
+    client: MedflowClient,
+    paths: tuple[Path, ...],
+    model: str,
+    wait: bool,
+    out: Path | None,
+    batch_mb: int,
+) -> None:
+    """Submit images (files or directories, searched recursively) as one job."""
+    files = expand(paths)
+    if not files:
+        raise click.UsageError("no files found under the given paths")
+    # One key per invocation: a retried open inside this run cannot create a second job.
+    job = client.open_job(model, idempotency_key=uuid.uuid4().hex)
+    job_id = str(job["id"])
+    click.echo(f"job {job_id} opened for {model}", err=True)
+    upload(client, job_id, files, batch_mb * MIB)
+    click.echo(describe(client.seal(job_id)), err=True)
+    click.echo(job_id)  # stdout carries only the id, for scripts
+    if not wait:
+        return
+    final = wait_for(client, job_id)
+    target = out or Path(f"results-{job_id}.csv")
+    with open(target, "wb") as handle:
+        client.results_csv(job_id, handle)
+    click.echo(f"results written to {target}", err=True)
+    if final.get("status") in ("failed", "cancelled"):
+        raise SystemExit(1)
+
+
+def expand(paths: Iterable[Path]) -> list[Path]:
+    """Files as given, and every non-hidden file under each directory (sorted, no duplicates)."""
+    found: dict[Path, None] = {}
+    for path in paths:
+        if path.is_dir():
+            for item in sorted(path.rglob("*")):
+                hidden = any(part.startswith(".") for part in item.relative_to(path).parts)
+                if item.is_file() and not hidden:
+                    found[item] = None
+        elif path.is_file():
+            found[path] = None
+    return list(found)
+
+
+def upload(client: MedflowClient, job_id: str, files: list[Path], batch_bytes: int) -> None:
+    progress, state = Progress(), {"files": 0, "bytes": 0}
+    started = time.monotonic()
+
+    def on_batch(count: int, size: int) -> None:
+        state["files"] += count
+        state["bytes"] += size
+        rate = state["bytes"] / MIB / max(time.monotonic() - started, 1e-6)
+        progress.update(f"upload {bar(state['files'], len(files))}  {rate:.1f} MB/s")
+
+    client.add_files(job_id, files, batch_bytes, on_batch)
+    progress.finish()
+
+
+def wait_for(client: MedflowClient, job_id: str) -> dict[str, Any]:
+    """Poll until the job is final, drawing progress; then print a summary."""
+    progress, started, delay = Progress(), time.monotonic(), POLL_MIN_S
+    try:
+        while True:
+            job = client.get_job(job_id)
+            c = counts(job)
+            done = c["succeeded"] + c["failed"] + c["cancelled"]
+            rate = done / max(time.monotonic() - started, 1e-6)
+            progress.update(f"{job.get('status')} {bar(done, c['total'])}  {rate:.1f} img/s")
+            if job.get("status") in FINAL_STATUSES:
+                break
+            time.sleep(delay)
+            delay = min(POLL_MAX_S, delay * 1.5)
+    except KeyboardInterrupt:
+        progress.finish()
+        raise click.ClickException(f"stopped waiting; job {job_id} goes on") from None
+    progress.finish()
+    elapsed = time.monotonic() - started
+    click.echo(describe(job), err=True)
+    # The server's rate runs from the first result to the last; ours includes queueing.
+    rate = job.get("throughput_per_s") or done / max(elapsed, 1e-6)
+    click.echo(f"{done} images in {elapsed:.1f} s; {rate:.1f} images/s while running", err=True)
+    return job

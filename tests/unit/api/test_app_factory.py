@@ -1,0 +1,48 @@
+"""The app factory connects nothing: building an app against servers that do not exist works,
+and only a request that needs them fails (with the error shape)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from api.app import create_app
+from api.openapi import DOCUMENT
+from db.settings import Settings
+
+NOWHERE = replace(
+    Settings(),
+    env="test",
+    database_url="postgresql+psycopg2://nobody@127.0.0.1:1/none",
+    redis_url="redis://127.0.0.1:1/0",
+    blob_url="file:///nonexistent/blobs",
+)
+
+
+def test_create_app_against_unreachable_servers_connects_nothing():
+    app = create_app(NOWHERE)
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/openapi.json").status_code == 200
+    assert app.config["MAX_CONTENT_LENGTH"] == NOWHERE.max_request_bytes
+
+
+def test_two_apps_in_one_process_do_not_share_state():
+    first, second = create_app(NOWHERE), create_app(replace(NOWHERE, rate_limit="1/minute"))
+    assert first.extensions["medflow"] is not second.extensions["medflow"]
+    assert first.extensions["medflow.metrics"] is not second.extensions["medflow.metrics"]
+
+
+def test_v1_without_a_database_is_503_with_the_shape():
+    response = (
+        create_app(NOWHERE)
+        .test_client()
+        .get("/v1/jobs", headers={"Authorization": "Bearer mf_abc_def"})
+    )
+    assert response.status_code == 503
+    assert response.json["error"]["code"] == "SERVICE_UNAVAILABLE"
+    assert response.json["error"]["details"] == {"service": "database"}
+
+
+def test_openapi_document_is_plain_json():
+    assert json.loads(json.dumps(DOCUMENT)) == DOCUMENT

@@ -1,0 +1,45 @@
+"""The client's streamed multipart body parses as the form the API reads, in bounded batches."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from werkzeug.formparser import parse_form_data
+
+from api.client import MultipartBody, batches
+
+
+def test_multipart_body_parses_and_has_the_announced_length(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.png", tmp_path / 'odd "name".dcm'
+    first.write_bytes(b"\x89PNG" + bytes(range(256)) * 10)
+    second.write_bytes(b"\r\n--not-a-boundary\r\n" * 3)
+    body = MultipartBody([first, second])
+    data = b"".join(body)
+    assert len(data) == body.length == int(body.headers()["Content-Length"])
+
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "CONTENT_TYPE": body.headers()["Content-Type"],
+        "CONTENT_LENGTH": str(len(data)),
+        "wsgi.input": io.BytesIO(data),
+    }
+    _, _, files = parse_form_data(environ)
+    parts = files.getlist("files")
+    assert [part.read() for part in parts] == [first.read_bytes(), second.read_bytes()]
+    assert parts[1].filename.endswith('odd "name".dcm')
+
+
+def test_batches_are_bounded_and_keep_order(tmp_path: Path) -> None:
+    paths = []
+    for index, size in enumerate([40, 40, 30, 100, 10]):
+        path = tmp_path / f"{index}.bin"
+        path.write_bytes(b"x" * size)
+        paths.append(path)
+    groups = list(batches(paths, batch_bytes=80))
+    assert [[p.name for p in group] for group in groups] == [
+        ["0.bin", "1.bin"],
+        ["2.bin"],
+        ["3.bin"],
+        ["4.bin"],
+    ]

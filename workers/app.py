@@ -1,0 +1,111 @@
+"""The Celery app, built from the one Settings object (nothing connects until a task is sent)."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from db.settings import Settings
+from workers.queues import DEFAULT_QUEUE, RESULTS_QUEUE
+
+# Imported by worker processes only (the API sends tasks by name and never imports these).
+WORKER_MODULES = (
+    "workers.signals",
+    "workers.tasks.infer",
+    "workers.tasks.collect",
+    "workers.tasks.reconcile",
+)
+# Collect and reconcile are short transactions: a hung one is killed (and its message redelivered)
+# well within the visibility timeout.
+COLLECT_TIME_LIMIT_S = 120
+
+
+class MedflowCelery(Celery):
+    """A Celery app that carries the Settings its tasks read (kept out of ``conf``, which Flower
+    and ``celery inspect conf`` display)."""
+
+    settings: Settings
+
+
+def make_celery(settings: Settings) -> MedflowCelery:
+    app = MedflowCelery("medflow", include=list(WORKER_MODULES))
+    app.settings = settings
+    app.conf.update(_config(settings))
+    return app
+
+
+def settings_of(app: Celery) -> Settings:
+    """The Settings a task runs with (from the environment for an app not made here)."""
+    settings = getattr(app, "settings", None)
+    return settings if isinstance(settings, Settings) else Settings.from_env()
+
+
+def chunk_time_limits(settings: Settings) -> tuple[int, int]:
+    """(soft, hard): the soft limit leaves the task a moment to log before the hard kill."""
+    hard = settings.chunk_time_limit_s
+    return max(1, hard - max(5, hard // 10)), hard
+
+
+def _config(settings: Settings) -> dict[str, object]:
+    soft, hard = chunk_time_limits(settings)
+    short = min(COLLECT_TIME_LIMIT_S, hard)
+    return {
+        "broker_url": settings.redis_url,
+        # Results are never read (every task has ignore_result); the backend is set only so
+        # that an accidental AsyncResult.get() fails fast against Redis rather than hangs.
+        "result_backend": settings.redis_url,
+        "task_ignore_result": True,
+        # JSON only: a pickle payload from anyone who can write to Redis would run code here.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        # Ack after the task ran, and give the message back when the worker process dies, so a
+        # chunk survives a crash or OOM kill; the collector's idempotent writes absorb the
+        # resulting duplicates.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # One chunk at a time per process: a prefetched chunk would wait behind a slow one while
+        # another worker sits idle, and would be redelivered late if this worker dies.
+        "worker_prefetch_multiplier": 1,
+        "broker_transport_options": _transport_options(settings),
+        # A lost broker connection means the unacked chunk will be redelivered anyway: stop
+        # working on it instead of producing a second copy of its results (Celery 6 default).
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": DEFAULT_QUEUE,
+        # infer_chunk has no static route: the enqueuer names infer.<model> on each message.
+        "task_routes": {
+            "medflow.collect": {"queue": RESULTS_QUEUE},
+            "medflow.reconcile": {"queue": RESULTS_QUEUE},
+        },
+        "task_annotations": {
+            "medflow.infer_chunk": {"soft_time_limit": soft, "time_limit": hard},
+            "medflow.collect": {"time_limit": short},
+            "medflow.reconcile": {"time_limit": short},
+        },
+        # Events feed Flower's live view of tasks and workers.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        # The reconciler runs inside the collector (celery worker -B): one beat per deployment.
+        "beat_schedule": {
+            "reconcile": {
+                "task": "medflow.reconcile",
+                "schedule": float(settings.reconcile_interval_s),
+                # A run that waited longer than one interval is superseded by the next one.
+                "options": {"expires": float(settings.reconcile_interval_s)},
+            }
+        },
+    }
+
+
+def _transport_options(settings: Settings) -> dict[str, int]:
+    visibility = settings.visibility_timeout_s
+    return {
+        # Redis redelivers an unacked message after this: it must exceed the chunk's hard time
+        # limit (Settings.check enforces it), or long chunks would run twice.
+        "visibility_timeout": visibility,
+        # kombu sweeps for expired unacked messages every interval x throttle seconds (100 s by
+        # default): scale the sweep to the timeout so a dead worker's chunk comes back within
+        # about 10 % of it, at one cheap ZRANGE per sweep.
+        "unacked_restore_interval": min(60, max(1, visibility // 10)),
+        "unacked_restore_throttle": 1,
+    }

@@ -1,0 +1,65 @@
+"""Send a job's images to its model's queue in chunks: ids and content hashes only.
+
+Refs (file names, URIs) may carry PHI and pixels would bloat Redis, so a message holds
+``[[image_id, blob_key], ...]`` and nothing else about an image. Call only after the transaction
+that created the image rows has committed (otherwise a fast worker may outrun the rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+from celery import Celery
+
+from workers.queues import infer_queue, model_name_of
+
+INFER_TASK = "medflow.infer_chunk"
+
+
+class ImageLike(Protocol):
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def blob_key(self) -> str: ...
+
+
+def enqueue_images(
+    celery: Celery,
+    job_id: str,
+    model_ref: str,
+    images: Iterable[ImageLike] | Iterable[Sequence[Any]],
+    chunk_size: int,
+) -> int:
+    """Send ``images`` (Image rows, or ``(image_id, blob_key)`` pairs); returns chunks sent."""
+    queue = infer_queue(model_name_of(model_ref))
+    sent = 0
+    # One producer (one connection) for the whole job instead of one per chunk.
+    with celery.producer_or_acquire() as producer:
+        for chunk in chunked((_item(image) for image in images), chunk_size):
+            celery.send_task(
+                INFER_TASK, args=[job_id, model_ref, chunk], queue=queue, producer=producer
+            )
+            sent += 1
+    return sent
+
+
+def chunked(items: Iterable[list[Any]], size: int) -> Iterator[list[list[Any]]]:
+    if size < 1:
+        raise ValueError("chunk size must be >= 1")
+    chunk: list[list[Any]] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _item(image: Any) -> list[Any]:
+    if hasattr(image, "blob_key"):
+        return [int(image.id), str(image.blob_key)]
+    image_id, blob_key = image
+    return [int(image_id), str(blob_key)]

@@ -1,0 +1,1 @@
+"""Celery tasks: ``medflow.infer_chunk``, ``medflow.collect``, ``medflow.reconcile``."""

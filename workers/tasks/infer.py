@@ -1,0 +1,109 @@
+"""``medflow.infer_chunk``: fetch a chunk's blobs, run the model, send the results onward.
+
+A broken image is a result with an error code, never a task failure, so nothing here retries
+an image. Logs carry counts only: never a ref, a blob key or an identifier from an image.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from db.settings import Settings
+from pipeline.errors import ErrorCode
+from pipeline.result import FAILED, ImageResult
+from workers import model_cache, resources
+from workers.app import settings_of
+from workers.cancel import is_cancelled
+from workers.queues import RESULTS_QUEUE
+
+log = logging.getLogger(__name__)
+
+COLLECT_TASK = "medflow.collect"
+
+
+@shared_task(name="medflow.infer_chunk", bind=True, ignore_result=True, acks_late=True)
+def infer_chunk(self: Task, job_id: str, model_ref: str, items: list[list[Any]]) -> None:
+    # Time limits come from Settings through the app's task_annotations (workers/app.py).
+    settings = settings_of(self.app)
+    if is_cancelled(resources.redis_client(settings.redis_url), job_id):
+        log.info("chunk of %d images skipped: job cancelled", len(items))
+        return
+    started = time.perf_counter()
+    results = run_chunk(settings, model_ref, [(int(i), str(k)) for i, k in items])
+    payload = [{**result.to_dict(), "image_id": image_id} for image_id, result in results]
+    # Flower shows a task's argsrepr to every operator; scores are clinical data, so it gets
+    # a count instead (the message body still carries the results).
+    summary = f"({job_id!r}, <{len(payload)} results>)"
+    self.app.send_task(COLLECT_TASK, args=[job_id, payload], queue=RESULTS_QUEUE, argsrepr=summary)
+    failed = sum(result.status == FAILED for _, result in results)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    log.info("chunk of %d images: %d failed, %.0f ms", len(items), failed, elapsed_ms)
+
+
+def run_chunk(
+    settings: Settings, model_ref: str, items: list[tuple[int, str]]
+) -> list[tuple[int, ImageResult]]:
+    """Results in input order; a blob that cannot be fetched fails its image alone."""
+    predictor = model_cache.process_cache(settings).get(model_ref)
+    fetched: dict[int, tuple[bytes, float]] = {}
+    results: dict[int, ImageResult] = {}
+    for image_id, blob_key in items:
+        outcome = fetch(settings, image_id, blob_key)
+        if isinstance(outcome, ImageResult):
+            results[image_id] = outcome
+        else:
+            fetched[image_id] = outcome
+    for image_id, result in zip(fetched, predict(predictor, fetched), strict=True):
+        result.timings_ms["fetch"] = fetched[image_id][1]
+        results[image_id] = result
+    return [(image_id, results[image_id]) for image_id, _ in items]
+
+
+def fetch(settings: Settings, image_id: int, blob_key: str) -> tuple[bytes, float] | ImageResult:
+    from db.blobstore import BlobMissing
+
+    started = time.perf_counter()
+    try:
+        data = resources.blob_store(settings).get(blob_key)
+    except SoftTimeLimitExceeded:
+        raise
+    except BlobMissing:
+        return failed(image_id, ErrorCode.BLOB_MISSING, "the image's bytes are not in the store")
+    except Exception as exc:  # network, permissions: the store, not the image, is at fault
+        log.warning("blob fetch failed: %s", type(exc).__name__)
+        return failed(image_id, ErrorCode.FETCH_FAILED, f"fetch failed: {type(exc).__name__}")
+    return data, round((time.perf_counter() - started) * 1000, 3)
+
+
+def predict(predictor: Any, fetched: dict[int, tuple[bytes, float]]) -> list[ImageResult]:
+    # The ref given to the model is the image id: the worker never knows the client's name.
+    batch = [(str(image_id), data) for image_id, (data, _) in fetched.items()]
+    if not batch:
+        return []
+    try:
+        return list(predictor.predict(batch))
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception:  # Predictor isolates bad images; this is the belt to its braces
+        log.exception("batch prediction raised; retrying image by image")
+        return [predict_one(predictor, ref, data) for ref, data in batch]
+
+
+def predict_one(predictor: Any, ref: str, data: bytes) -> ImageResult:
+    try:
+        return next(iter(predictor.predict([(ref, data)])))
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception as exc:
+        return failed(int(ref), ErrorCode.INTERNAL_ERROR, f"prediction raised {type(exc).__name__}")
+
+
+def failed(image_id: int, code: ErrorCode, message: str) -> ImageResult:
+    return ImageResult(
+        ref=str(image_id), status=FAILED, error_code=str(code), error_message=message
+    )
