@@ -9,10 +9,9 @@ the input bytes, so a 2048 x 2048 16-bit image costs one copy at most (to clear 
 from __future__ import annotations
 
 import math
-import re
 import struct
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from io import BytesIO
@@ -23,12 +22,12 @@ from pydicom import config, dcmread, uid
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import _read_file_meta_info, read_preamble
-from pydicom.multival import MultiValue
 from pydicom.pixels.decoders.base import get_decoder
-from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
 
+from pipeline.dicom_facts import image_facts, raw_identifiers
+from pipeline.dicom_intensity import intensity_rules
 from pipeline.errors import ErrorCode, ImageError
-from pipeline.image import DecodedImage, ImageFormat, IntensityTransform, Window
+from pipeline.image import DecodedImage, ImageFormat
 from pipeline.limits import ImageLimits
 from pipeline.sniff import DICOM_PREFIX, check_dimensions, check_inflated_size, codestream_size
 
@@ -53,14 +52,7 @@ _PIXEL_KEYWORDS = {
 _PIXEL_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN"}
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _ITEM, _SEQUENCE_DELIMITER = 0xE000FFFE, 0xE0DDFFFE  # (FFFE,E000), (FFFE,E0DD) read as "<L"
-_TABLES = {"ModalityLUTSequence": "modality", "VOILUTSequence": "voi"}
-_CODE_STRING = re.compile(r"[A-Z0-9_ ]{1,16}")  # the CS VR's repertoire (PS3.5 6.2)
 # Raw identifiers the worker pseudonymises; never logged, never in facts or messages.
-_IDENTIFIERS = {
-    "patient_id": "PatientID",
-    "study_uid": "StudyInstanceUID",
-    "sop_uid": "SOPInstanceUID",
-}
 
 
 @dataclass(frozen=True)
@@ -124,9 +116,15 @@ def decode_dicom(data: bytes, limits: ImageLimits) -> DecodedImage:
         _check_sample_type(pixels.keyword, geometry)
         excess = _check_length(pixels, geometry, syntax)
         stored = _decode_pixels(pixels, geometry, syntax)
-        stored, intensity, tables = _intensity(stored, header, geometry)
-        facts = _facts(header, geometry, syntax, tables, excess)
-        identifiers = _identifiers(header)
+        stored, intensity, tables = intensity_rules(
+            stored,
+            header,
+            geometry.photometric_interpretation,
+            geometry.samples_per_pixel,
+            geometry.bits_stored,
+        )
+        facts = image_facts(header, asdict(geometry), syntax, tables, excess)
+        identifiers = raw_identifiers(header)
     return DecodedImage(
         pixels=stored,
         format=ImageFormat.DICOM,
@@ -481,117 +479,3 @@ def _clear_unused_bits(array: np.ndarray, geometry: _Geometry) -> np.ndarray:
     cleared: np.ndarray = np.left_shift(array, shift)
     np.right_shift(cleared, shift, out=cleared)  # arithmetic for signed dtypes: sign-extends
     return cleared
-
-
-def _intensity(
-    stored: np.ndarray, header: Dataset, geometry: _Geometry
-) -> tuple[np.ndarray, IntensityTransform, list[str]]:
-    """Intensity rules of PS3.3 C.11: Modality LUT, VOI LUT, then MONOCHROME1 inversion.
-
-    Linear rescale and windows are returned for preprocessing to apply after reduction; LUT
-    tables are applied here (they are not linear), and the transform then covers their output.
-    """
-    if geometry.photometric_interpretation == "PALETTE COLOR":
-        rgb = _apply_table(apply_color_lut, stored, header, "Palette Color LUT")  # C.7.6.3.1.5
-        return rgb, _full_range(rgb), ["palette"]
-    if geometry.samples_per_pixel == 3:
-        # The VOI LUT module applies to MONOCHROME images only (PS3.3 C.11.2.1.2).
-        return stored, _full_range(stored, geometry.bits_stored), []
-    slope, intercept = _rescale(header)
-    window = _window(header)
-    tables = [name for keyword, name in _TABLES.items() if keyword in header]
-    if tables:
-        # A VOI LUT's input is the Modality LUT's output, so a VOI table forces that step too.
-        stored = _apply_table(apply_modality_lut, stored, header, "Modality LUT")
-        slope, intercept = 1.0, 0.0
-    if "modality" in tables:
-        window = window or _table_window(header.ModalityLUTSequence[0])
-    if "voi" in tables:
-        stored = _apply_table(apply_voi_lut, stored, header, "VOI LUT")
-        window = _table_window(header.VOILUTSequence[0])
-    invert = geometry.photometric_interpretation == "MONOCHROME1"  # PS3.3 C.7.6.3.1.2
-    return stored, IntensityTransform(slope, intercept, window, invert), tables
-
-
-def _apply_table(
-    apply: Callable[[np.ndarray, Dataset], np.ndarray],
-    stored: np.ndarray,
-    header: Dataset,
-    name: str,
-) -> np.ndarray:
-    try:
-        return apply(stored, header)
-    except Exception as exc:  # a malformed LUT Descriptor or LUT Data
-        raise ImageError(
-            ErrorCode.DICOM_INVALID, f"the {name} cannot be applied ({type(exc).__name__})"
-        ) from exc
-
-
-def _full_range(pixels: np.ndarray, bits: int | None = None) -> IntensityTransform:
-    top = 2 ** (bits or 8 * pixels.dtype.itemsize) - 1
-    return IntensityTransform(value_range=(0.0, float(top)))
-
-
-def _rescale(header: Dataset) -> tuple[float, float]:
-    """Rescale Slope and Intercept (PS3.3 C.11.1.1.2); absent means identity."""
-    slope = _first_number(header, "RescaleSlope", 1.0)
-    intercept = _first_number(header, "RescaleIntercept", 0.0)
-    if slope is None or intercept is None or slope == 0:
-        raise ImageError(ErrorCode.DICOM_INVALID, "Rescale Slope/Intercept are not valid")
-    return slope, intercept
-
-
-def _window(header: Dataset) -> Window | None:
-    """The first VOI window (PS3.3 C.11.2.1.2); an invalid one is ignored, not fatal."""
-    center = _first_number(header, "WindowCenter")
-    width = _first_number(header, "WindowWidth")
-    function = str(header.get("VOILUTFunction", "LINEAR")).strip().upper()
-    if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
-        function = "LINEAR"  # the default when absent (PS3.3 C.11.2.1.3)
-    # PS3.3 C.11.2.1.2.1: LINEAR needs a width >= 1, the other functions a width > 0.
-    if center is None or width is None or width < (1 if function == "LINEAR" else 0) or width == 0:
-        return None
-    return Window(center=center, width=width, function=function)
-
-
-def _table_window(item: Dataset) -> Window:
-    """A window spanning a LUT's output: 0 to 2**bits - 1 (LUT Descriptor, PS3.3 C.11.1.1.1)."""
-    top = float(2 ** int(item.LUTDescriptor[2]) - 1)
-    return Window(center=top / 2, width=top, function="LINEAR_EXACT")
-
-
-def _first_number(header: Dataset, keyword: str, default: float | None = None) -> float | None:
-    try:
-        value = header.get(keyword)
-        if value is None or value == "":
-            return default
-        number = float(value[0] if isinstance(value, MultiValue | list) else value)
-    except Exception:  # not a number
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _facts(
-    header: Dataset, geometry: _Geometry, syntax: uid.UID, tables: list[str], excess: int
-) -> dict[str, str | int | float]:
-    facts: dict[str, str | int | float] = {
-        "transfer_syntax": str(syntax),
-        "photometric": geometry.photometric_interpretation,
-        "bits_allocated": geometry.bits_allocated,
-        "bits_stored": geometry.bits_stored,
-        "pixel_representation": geometry.pixel_representation,
-        "samples_per_pixel": geometry.samples_per_pixel,
-    }
-    modality = str(header.get("Modality", "")).strip()
-    if _CODE_STRING.fullmatch(modality):  # a code string, never free text
-        facts["modality"] = modality
-    if tables:
-        facts["lookup_tables"] = "+".join(tables)
-    if excess:
-        facts["pixel_data_excess_bytes"] = excess
-    return facts
-
-
-def _identifiers(header: Dataset) -> dict[str, str]:
-    found = {name: str(header.get(key, "") or "").strip() for name, key in _IDENTIFIERS.items()}
-    return {name: value for name, value in found.items() if value}
