@@ -192,6 +192,9 @@ class Stack:
     def _gunicorn(self) -> list[str]:
         bind = f"127.0.0.1:{self.api_port}"
         flags = ["--workers", "2", "--graceful-timeout", "5", "--timeout", "300"]
+        # gunicorn's default control socket is one per user (~/.gunicorn/gunicorn.ctl): two
+        # stacks at once (`medflow up` and the tests) would silently take it from each other.
+        flags += ["--control-socket", str(self.workdir / "gunicorn.ctl")]
         return [sys.executable, "-m", "gunicorn", "api.wsgi:app", "--bind", bind, *flags]
 
     def _celery(self, *args: str) -> list[str]:

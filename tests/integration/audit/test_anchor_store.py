@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,18 +40,6 @@ def test_json_lines_file(tmp_path: Path) -> None:
         write_anchor(anchor, dest)
     assert read_anchors(dest) == anchors()
     assert len(dest.read_text().splitlines()) == 2
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    moto_server = pytest.importorskip("moto.server")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 def test_s3_prefix(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
