@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 MODELS := models/.built-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install models demo test test-unit test-integration lint format bench up clean
+.PHONY: help install models demo test test-unit lint format bench bench-pipeline up clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ format: $(STAMP) ## apply ruff's formatting and fixes
 
 bench: $(MODELS) ## the benchmark: ceiling, naive baseline and end to end; writes bench/results/
 	$(BIN)/python -m bench.run
+
+bench-pipeline: $(MODELS) ## image side only: decode + preprocess ms per format, inference images/s per model
+	$(BIN)/python -m bench.pipeline_speed
 
 up: $(MODELS) ## the whole stack on this machine (Ctrl-C stops it)
 	$(BIN)/medflow up

@@ -26,9 +26,9 @@ _TEXT = {
 
 
 def settings_to_env(settings: Settings) -> dict[str, str]:
-    env = {var: str(getattr(settings, attr)) for attr, var in _TEXT.items()}
-    if settings.s3_endpoint_url is None:
-        del env["MEDFLOW_S3_ENDPOINT_URL"]
+    # An unset optional setting is left out, not written as the text "None".
+    values = {var: getattr(settings, attr) for attr, var in _TEXT.items()}
+    env = {var: str(value) for var, value in values.items() if value is not None}
     env["MEDFLOW_MODELS"] = ",".join(settings.models)
     env["MEDFLOW_IMPORT_ROOTS"] = os.pathsep.join(str(p) for p in settings.import_roots)
     env.update({var: str(getattr(settings.limits, attr)) for attr, var in LIMIT_VARS.items()})

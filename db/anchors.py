@@ -105,6 +105,14 @@ def read_anchors(src: str | Path, *, endpoint_url: str | None = None) -> list[An
     return _parse(path.read_text(encoding="utf-8"))
 
 
+def saved_anchors(settings: Any) -> list[Anchor]:
+    """The anchors kept at ``settings.audit_anchors``; none yet (or none configured) is empty."""
+    source = settings.audit_anchors
+    if not source or (not source.startswith("s3://") and not Path(source).exists()):
+        return []
+    return read_anchors(source, endpoint_url=settings.s3_endpoint_url)
+
+
 def _parse(body: str) -> list[Anchor]:
     return [Anchor.from_dict(json.loads(line)) for line in body.splitlines() if line.strip()]
 

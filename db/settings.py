@@ -27,6 +27,7 @@ TEXT_VARS = {
     "s3_endpoint_url": "MEDFLOW_S3_ENDPOINT_URL",
     "secret_key": "MEDFLOW_SECRET_KEY",
     "rate_limit": "MEDFLOW_RATE_LIMIT",
+    "audit_anchors": "MEDFLOW_AUDIT_ANCHORS",
 }
 NUMBER_VARS = {
     "chunk_size": "MEDFLOW_CHUNK_SIZE",
@@ -69,6 +70,9 @@ class Settings:
     pending_timeout_s: int = 300  # the reconciler re-queues images pending longer than this
     reconcile_interval_s: int = 30
     secret_key: str = DEV_SECRET  # HMAC key: pseudonyms and audit anchors
+    # Where signed chain heads are kept (a directory, a JSON-lines file or an s3:// prefix):
+    # `medflow audit anchor` writes there, and every verify checks the chain against them.
+    audit_anchors: str | None = None
     rate_limit: str = "1200/minute"
     max_request_bytes: int = 512 * 1024 * 1024
     limits: ImageLimits = field(default_factory=ImageLimits)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import click
 
 from api.commands.keys import cli_actor, cli_session
-from db.anchors import read_anchors, sign_head, write_anchor
+from db.anchors import read_anchors, saved_anchors, sign_head, write_anchor
 from db.audit import ChainReport, append_event, verify_chain
 from db.settings import Settings
 
@@ -19,11 +19,18 @@ def audit() -> None:
 
 
 @audit.command("verify")
-@click.option("--anchors", "source", help="Anchors to check: a directory, file or s3:// prefix.")
+@click.option(
+    "--anchors",
+    "source",
+    help="Anchors to check: a directory, file or s3:// prefix (default: MEDFLOW_AUDIT_ANCHORS).",
+)
 def verify(source: str | None) -> None:
     """Walk the whole chain; exit 1 naming the first bad seq and why. Read-only."""
     settings = Settings.from_env()
-    anchors = read_anchors(source, endpoint_url=settings.s3_endpoint_url) if source else []
+    if source:
+        anchors = read_anchors(source, endpoint_url=settings.s3_endpoint_url)
+    else:
+        anchors = saved_anchors(settings)
     with cli_session(settings) as session:
         report = verify_chain(session, anchors, key=settings.secret_key)
     click.echo(json.dumps(report.to_dict()))
@@ -31,10 +38,15 @@ def verify(source: str | None) -> None:
 
 
 @audit.command("anchor")
-@click.option("--out", help="Where to keep the anchor: a directory, file or s3://bucket/key.")
+@click.option(
+    "--out",
+    help="Where to keep the anchor: a directory, file or s3://bucket/key "
+    "(default: MEDFLOW_AUDIT_ANCHORS).",
+)
 def anchor(out: str | None) -> None:
     """Verify the chain, then sign its head; the anchor is printed, and written to --out."""
     settings = Settings.from_env()
+    out = out or settings.audit_anchors
     with cli_session(settings) as session:
         report = verify_chain(session)
     _fail_if_bad(report)  # anchoring a tampered head would vouch for it

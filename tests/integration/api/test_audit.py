@@ -32,3 +32,33 @@ def test_events_page_in_chain_order(client, keys, make_job):
     assert len(seen) > 3
     first = client.get("/v1/audit/events?limit=1", headers=auth).json["items"][0]
     assert set(first) >= {"seq", "occurred_at", "actor", "action", "payload", "prev_hash", "hash"}
+
+
+def test_verify_checks_the_saved_anchors(env, make_job, tmp_path):
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from api.app import create_app
+    from db.anchors import sign_head, write_anchor
+
+    anchors = tmp_path / "anchors"
+    anchors.mkdir()
+    settings = replace(env.settings, audit_anchors=str(anchors))
+    client = create_app(settings).test_client()
+    auth = env.keys.auth("auditor")
+    make_job(2)
+    head = client.get("/v1/audit/verify", headers=auth).json
+    assert head["ok"] is True  # no anchors saved yet is not an error
+
+    now = datetime.now(UTC)
+    write_anchor(sign_head(head["head_seq"], head["head_hash"], now, settings.secret_key), anchors)
+    assert client.get("/v1/audit/verify", headers=auth).json["ok"] is True
+
+    # A consistent rewrite of the whole chain keeps every link valid; only an anchor made with
+    # the deployment key can tell. Here the anchor vouches for a head the chain no longer has.
+    forged = sign_head(head["head_seq"], "0" * 64, now + timedelta(seconds=1), settings.secret_key)
+    write_anchor(forged, anchors)
+    report = client.get("/v1/audit/verify", headers=auth).json
+    assert report["ok"] is False
+    assert report["reason"] == "anchor_mismatch"
+    assert report["first_bad_seq"] == head["head_seq"]
