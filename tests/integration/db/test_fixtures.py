@@ -12,13 +12,18 @@ from db.blobstore import FileBlobStore, open_blob_store
 from db.settings import Settings
 
 
-def test_redis_url_is_a_private_empty_database(redis_url: str) -> None:
+def test_redis_url_is_claimed_for_this_session(redis_url: str) -> None:
+    # The database is shared by the whole test session (it was flushed when claimed), so what
+    # must hold at any point is the claim: another session on this machine cannot take it.
     client = redis.Redis.from_url(redis_url)
     try:
         if not os.environ.get("MEDFLOW_TEST_REDIS_URL"):
             assert 1 <= int(redis_url.rsplit("/", 1)[1]) <= 15
-        # Only this session's claim is there: the database was flushed at the start.
-        assert [k for k in client.keys("*") if not k.startswith(b"medflow:test-")] == []
+        assert client.get("medflow:test-session-claim") is not None
+        assert client.ttl("medflow:test-session-claim") > 0
+        other = redis.Redis.from_url(redis_url)
+        assert not other.set("medflow:test-session-claim", "another", nx=True)
+        other.close()
     finally:
         client.close()
 
