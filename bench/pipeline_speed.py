@@ -14,6 +14,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -51,9 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     for variant, width, height in CASES:
         data = encode(render_chest(7, 1, width, height, True)[0], variant, seed=7, index=1)
         draft = (card.input.height, card.input.width)
-        decode_ms = _median_ms(lambda: decode_image(data, draft_size=draft), args.repeats)
+        decode_ms = _median_ms(partial(decode_image, data, draft_size=draft), args.repeats)
         image = decode_image(data, draft_size=draft)
-        prep_ms = _median_ms(lambda: preprocess(image, card), args.repeats)
+        prep_ms = _median_ms(partial(preprocess, image, card), args.repeats)
         size = f"{width}x{height}"
         print(f"{variant:<24}{size:>11}{len(data) / 1e6:>7.1f}{decode_ms:>11.1f}{prep_ms:>15.1f}")
     print(f"\n{'model':<26}{'batch':>6}{'images/s':>10}  (1 process, 1 intra-op thread)")
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
             shape = (spec.height, spec.width, spec.channels)
         batch = np.random.default_rng(0).random((model.card.batch_size, *shape), np.float32)
         runs = max(3, args.repeats // 3) if name.startswith("chest") else args.repeats * 4
-        seconds = _median_ms(lambda: runner.run(batch), runs) / 1000  # noqa: B023
+        seconds = _median_ms(partial(runner.run, batch), runs) / 1000
         print(f"{name:<26}{model.card.batch_size:>6}{model.card.batch_size / seconds:>10.1f}")
 
 
