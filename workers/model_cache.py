@@ -71,6 +71,7 @@ class ModelCache:
             self.settings.limits,
             intra_op_threads=self.settings.intra_op_threads,
             pseudonymize=_pseudonymizer(self.settings.secret_key),
+            hash_images=False,  # infer_chunk sets each result's sha256 from its blob key
         )
         # The pid lets an operator (and a test) see that the session lives in a pool process.
         log.info("model %s loaded in pid %d (parent %d)", ref, os.getpid(), os.getppid())
