@@ -101,7 +101,7 @@ PATHS: dict[str, Any] = {
     },
     "/v1/jobs/{job_id}/images": {
         "post": _op(
-            "Add images to an open job",
+            "Add images to an open job; they are queued at once",
             "submitter (own), admin",
             {"200": _json(ref("Job")), **_errors(400, 403, 404, 409, 413, 415, 422)},
             parameters=[JOB_ID],
@@ -110,7 +110,7 @@ PATHS: dict[str, Any] = {
     },
     "/v1/jobs/{job_id}/seal": {
         "post": _op(
-            "Seal an open job and queue its images",
+            "Seal an open job: no more images will come",
             "submitter (own), admin",
             {"200": _json(ref("Job")), **_errors(400, 403, 404, 409)},
             parameters=[JOB_ID],

@@ -19,11 +19,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, contains_eager
 
 from db.audit import append_event
+from db.job_close import close_if_done
 from db.models import Image, ImageStatus, Job, JobStatus, utcnow
 from pipeline.result import OK, ImageResult
 
 COLLECTOR = "service:collector"
-ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+# Images are sent as soon as they are added, so an open job's results count as much as a
+# sealed one's; only a final job (finished or cancelled) takes nothing more.
+LIVE = (JobStatus.OPEN, JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 def record_results(
@@ -32,8 +35,8 @@ def record_results(
     """Write the results of images still pending; returns how many were written."""
     query = select(Job).where(Job.id == job_id).with_for_update()
     job = session.scalars(query.execution_options(populate_existing=True)).one_or_none()
-    # Unknown, cancelled or not yet sealed: nothing to write (a late result of a cancel).
-    if job is None or job.status not in ACTIVE:
+    # Unknown, cancelled or finished: nothing to write (a late result of a cancel).
+    if job is None or job.status not in LIVE:
         return 0
     now = utcnow()
     written = {ImageStatus.SUCCEEDED: 0, ImageStatus.FAILED: 0}
@@ -132,38 +135,14 @@ def _advance(session: Session, job: Job, written: dict[ImageStatus, int], now: d
     job.failed += written[ImageStatus.FAILED]
     if job.started_at is None:
         job.started_at = now
-    if job.pending > 0:
-        job.status = JobStatus.RUNNING
-        session.flush()
-        return
-    job.status = _final_status(job)
-    job.finished_at = now
+    if job.status == JobStatus.QUEUED:
+        job.status = JobStatus.RUNNING  # an open job stays open until its owner seals it
     session.flush()
-    append_event(
-        session,
-        actor=COLLECTOR,
-        action="job.finished",
-        object_type="job",
-        object_id=job.id,
-        payload={
-            "status": job.status.value,
-            "total": job.total,
-            "succeeded": job.succeeded,
-            "failed": job.failed,
-            "cancelled": job.cancelled,
-        },
-    )
-
-
-def _final_status(job: Job) -> JobStatus:
-    if job.failed == 0:
-        return JobStatus.COMPLETED
-    # Cancelled images are not failures: FAILED only when nothing succeeded.
-    return JobStatus.FAILED if job.succeeded == 0 else JobStatus.COMPLETED_WITH_ERRORS
+    close_if_done(session, job, now, COLLECTOR)
 
 
 def stale_pending(session: Session, older_than_s: float, limit: int) -> list[Image]:
-    """Pending images of sealed, live jobs sent longer ago than ``older_than_s``, oldest first.
+    """Pending images of live jobs, open or sealed, sent over ``older_than_s`` ago; oldest first.
 
     Each image comes with its job loaded (``image.job``) for the model to re-queue to.
     """
@@ -174,7 +153,7 @@ def stale_pending(session: Session, older_than_s: float, limit: int) -> list[Ima
         .options(contains_eager(Image.job))
         .where(
             Image.status == ImageStatus.PENDING,
-            Job.status.in_(ACTIVE),
+            Job.status.in_(LIVE),
             Image.enqueued_at < cutoff,
         )
         .order_by(Image.enqueued_at, Image.id)

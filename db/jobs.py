@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from db.audit import append_event
 from db.blobstore import BlobInfo
+from db.job_close import close_if_done
 from db.models import ApiKey, Image, ImageStatus, Job, JobStatus, ModelVersion, utcnow
 
 
@@ -101,10 +102,16 @@ def _by_idempotency_key(session: Session, owner_id: int, key: str) -> Job | None
 
 
 def add_images(session: Session, job: Job, items: list[tuple[str, BlobInfo]]) -> list[Image]:
-    """Append PENDING images to an OPEN job, numbered on from the job's current total."""
+    """Append PENDING images to an OPEN job, numbered on from the job's current total.
+
+    They are recorded as sent (attempt 1, now): the caller enqueues them right after commit,
+    so a big job is processed while the rest of it uploads. If that send is lost, the
+    reconciler finds them by ``enqueued_at`` like any other stale image.
+    """
     job = _lock(session, job)
     if job.status != JobStatus.OPEN:
         raise JobStateError("JOB_NOT_OPEN", f"job is {job.status.value}; images can't be added")
+    now = utcnow()
     images = [
         Image(
             job_id=job.id,
@@ -113,7 +120,8 @@ def add_images(session: Session, job: Job, items: list[tuple[str, BlobInfo]]) ->
             blob_key=blob.key,
             size_bytes=blob.size,
             status=ImageStatus.PENDING,
-            attempts=0,
+            attempts=1,
+            enqueued_at=now,
         )
         for offset, (ref, blob) in enumerate(items)
     ]
@@ -126,21 +134,28 @@ def add_images(session: Session, job: Job, items: list[tuple[str, BlobInfo]]) ->
 
 
 def seal_job(session: Session, job: Job) -> list[Image]:
-    """OPEN -> QUEUED; returns the images for the caller to enqueue after commit."""
+    """OPEN -> QUEUED (or RUNNING, or final); returns images still to enqueue after commit.
+
+    Images were sent as they were added, so that list is normally empty; it holds only rows
+    that were never sent (added by an older version that enqueued at seal). A job whose images
+    all finished before the seal closes here: no later result would close it.
+    """
     job = _lock(session, job)
     if job.status != JobStatus.OPEN:
         raise JobStateError("JOB_NOT_OPEN", f"job is {job.status.value}; it can't be sealed")
     if job.total == 0:
         raise JobStateError("JOB_EMPTY", "a job needs at least one image")
     now = utcnow()
-    job.status, job.sealed_at = JobStatus.QUEUED, now
-    session.execute(
-        update(Image).where(Image.job_id == job.id).values(enqueued_at=now, attempts=1),
-        execution_options={"synchronize_session": False},
-    )
+    job.sealed_at = now
+    job.status = JobStatus.QUEUED if job.started_at is None else JobStatus.RUNNING
+    unsent = select(Image).where(Image.job_id == job.id, Image.enqueued_at.is_(None))
+    to_send = list(session.scalars(unsent.order_by(Image.position)))
+    for image in to_send:
+        image.enqueued_at, image.attempts = now, 1
+    session.flush()
     _event(session, job, "job.sealed", {"count": job.total})
-    query = select(Image).where(Image.job_id == job.id).order_by(Image.position)
-    return list(session.scalars(query.execution_options(populate_existing=True)))
+    close_if_done(session, job, now, owner_actor(job))
+    return to_send
 
 
 def cancel_job(session: Session, job: Job, actor: str | ApiKey) -> Job:

@@ -78,7 +78,7 @@ class Role(enum.StrEnum):
 
 
 class JobStatus(enum.StrEnum):
-    OPEN = "open"  # accepting images; not yet sealed
+    OPEN = "open"  # accepting images (already processing those added); not yet sealed
     QUEUED = "queued"  # sealed, chunks sent, no result yet
     RUNNING = "running"  # at least one result
     COMPLETED = "completed"

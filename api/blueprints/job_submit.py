@@ -3,6 +3,8 @@
 Order inside each request: read and store the blobs (no transaction open), write the rows in
 one short transaction, and only after it commits send the tasks and the cancel flag. A task that
 outran its rows would find nothing; a flag set before a failed commit would cancel a live job.
+Images are sent as each request adds them, not at seal, so processing overlaps the upload; the
+seal only says that no more will come (the job can then finish).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sqlalchemy import select
 
 from api.auth import Caller, caller, require
 from api.blueprints.intake import Intake, invalid, read_intake, store
-from api.blueprints.jobs import job_body, job_response, model_ref, pairs, send_sealed, visible_job
+from api.blueprints.jobs import job_body, job_response, model_ref, pairs, send_images, visible_job
 from api.errors import ApiError
 from api.extensions import services
 from db.jobs import add_images, cancel_job, open_job, seal_job
@@ -48,12 +50,12 @@ def submit() -> Response:
     with session_scope(services().sessions) as session:
         owner = session.get_one(ApiKey, who.id)
         job, created = open_job(session, owner, _model(session, intake.model), key)
-        sealed: list[tuple[int, str]] = []
+        to_send: list[tuple[int, str]] = []
         if created:
-            add_images(session, job, stored.images)
-            sealed = pairs(seal_job(session, job)) if intake.seal else []
+            to_send = pairs(add_images(session, job, stored.images))
+            to_send += pairs(seal_job(session, job)) if intake.seal else []
         body = job_body(job, formats=stored.formats) if created else job_body(job)
-    send_sealed(job.id, model_ref(job), sealed)
+    send_images(job.id, model_ref(job), to_send)
     return job_response(body, 202 if created else 200)
 
 
@@ -68,8 +70,10 @@ def add(job_id: str) -> Response:
     stored = store(intake)
     with session_scope(services().sessions) as session:
         job = _open_job(session, job_id, who)
-        added = add_images(session, job, stored.images)
+        added = pairs(add_images(session, job, stored.images))
         body = job_body(job, added=len(added), formats=stored.formats)
+    # Sent now, not at seal: the job is processed while the client uploads the rest.
+    send_images(job.id, model_ref(job), added)
     return job_response(body, 200)
 
 
@@ -78,9 +82,9 @@ def add(job_id: str) -> Response:
 def seal(job_id: str) -> Response:
     with session_scope(services().sessions) as session:
         job = _open_job(session, job_id, caller())
-        sealed = pairs(seal_job(session, job))
+        unsent = pairs(seal_job(session, job))
         body = job_body(job)
-    send_sealed(job.id, model_ref(job), sealed)
+    send_images(job.id, model_ref(job), unsent)
     return job_response(body, 200)
 
 

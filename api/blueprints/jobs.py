@@ -51,8 +51,8 @@ def model_ref(job: Job) -> str:
     return f"{job.model_name}:{job.model_version}"
 
 
-def send_sealed(job_id: str, ref: str, images: Sequence[tuple[int, str]]) -> None:
-    """Enqueue sealed images; call only after the commit that created their rows.
+def send_images(job_id: str, ref: str, images: Sequence[tuple[int, str]]) -> None:
+    """Enqueue images; call only after the commit that created their rows.
 
     A failure here is logged, not raised: the rows are committed as pending, so the reconciler
     re-queues them after ``pending_timeout_s``, and the job was accepted either way.

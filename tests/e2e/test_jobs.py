@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from tests.e2e.conftest import PENDING_TIMEOUT_S
 from tests.e2e.harness import E2EStack
 
 SCORE_TOLERANCE = 1e-6
@@ -41,6 +42,31 @@ def test_mixed_job_completes_with_the_results_of_medflow_predict(
         e.action for e in stack.audit_rows() if job_id in (e.object_id, e.payload.get("job_id"))
     )
     assert events["image.result"] == 200 and events["job.finished"] == 1, events
+
+
+def test_images_are_processed_while_the_job_is_still_open(
+    stack: E2EStack, workload_paths: list[Path]
+) -> None:
+    # Processing overlaps the upload: a batch's images run as soon as that request commits.
+    first, second = workload_paths[:4], workload_paths[4:7]
+    job_id = stack.client.open_job(stack.model)["id"]
+    stack.client.add_files(job_id, first)
+
+    def first_batch_done() -> dict[str, Any] | None:
+        view = stack.client.get_job(job_id)
+        return view if view["counts"]["succeeded"] == len(first) else None
+
+    # Within the pending timeout, or the reconciler's re-send could be what ran them.
+    what = "the first batch's results"
+    early = stack.wait_until(first_batch_done, PENDING_TIMEOUT_S, what, job_id)
+    assert early["status"] == "open" and early["finished_at"] is None  # more may still come
+    stack.client.add_files(job_id, second)
+    stack.client.seal(job_id)
+    view = stack.wait_for_job(job_id, timeout_s=60)
+    assert view["status"] == "completed", stack.diagnose(job_id)
+    assert view["counts"]["succeeded"] == len(first) + len(second)
+    assert [r["ref"] for r in stack.results(job_id)] == [str(p) for p in first + second]
+    assert [row.attempts for row in stack.image_rows(job_id)] == [1] * 7  # sent once, on add
 
 
 def compare(result: dict[str, Any], expected: dict[str, Any]) -> str | None:

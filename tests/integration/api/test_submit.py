@@ -112,28 +112,37 @@ def test_open_fill_then_seal(client, keys, redis_client, sessions):
     assert opened.json["status"] == "open"
     url = opened.json["url"]
 
-    added = client.post(f"{url}/images", data={"files": [(io.BytesIO(PNG), "a.png")]}, headers=auth)
+    files = {"files": [(io.BytesIO(PNG), "a.png"), (io.BytesIO(PNG + b"\0"), "b.png")]}
+    added = client.post(f"{url}/images", data=files, headers=auth)
     assert added.status_code == 200, added.json
-    assert added.json["added"] == 1
-    assert sent_chunks(redis_client) == []  # nothing is sent for an open job
+    assert added.json["added"] == 2
+    # Sent at once, before the seal, so the job runs while the client uploads the rest.
+    first = sent_chunks(redis_client)
+    assert [(m["task"], m["args"][0], len(m["args"][2])) for m in first] == [
+        ("medflow.infer_chunk", opened.json["id"], 2)
+    ]
+    digests = [hashlib.sha256(data).hexdigest() for data in (PNG, PNG + b"\0")]
+    assert [blob for _, blob in first[0]["args"][2]] == digests
 
     sealed = client.post(f"{url}/seal", headers=auth)
     assert sealed.status_code == 200
     assert sealed.json["status"] == "queued"
-    assert len(sent_chunks(redis_client)) == 1
+    assert sent_chunks(redis_client) == first  # the seal sends nothing twice
 
-    again = client.post(f"{url}/images", data={"files": [(io.BytesIO(PNG), "b.png")]}, headers=auth)
+    again = client.post(f"{url}/images", data={"files": [(io.BytesIO(PNG), "c.png")]}, headers=auth)
     assert again.status_code == 409
     assert again.json["error"]["code"] == "JOB_NOT_OPEN"
     assert client.post(f"{url}/seal", headers=auth).json["error"]["code"] == "JOB_NOT_OPEN"
 
 
-def test_unsealed_multipart_job_is_not_enqueued(client, keys, redis_client):
+def test_unsealed_multipart_job_is_sent_once(client, keys, redis_client):
     data = upload((PNG, "a.png"), seal="false")
     response = client.post("/v1/jobs", data=data, headers=keys.auth("submitter"))
     assert response.status_code == 202
     assert response.json["status"] == "open"
-    assert sent_chunks(redis_client) == []
+    assert [m["args"][0] for m in sent_chunks(redis_client)] == [response.json["id"]]
+    client.post(f"{response.json['url']}/seal", headers=keys.auth("submitter"))
+    assert len(sent_chunks(redis_client)) == 1
 
 
 def test_empty_job_cannot_be_sealed(client, keys):

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.collect import mark_enqueued, output_digest, record_results, stale_pending
-from db.jobs import cancel_job, get_job
+from db.jobs import cancel_job, get_job, owner_actor, seal_job
 from db.models import AuditEvent, Image, ImageStatus, Job, JobStatus, utcnow
 from db.session import session_scope
 from pipeline.result import FAILED, OK, ImageResult
@@ -34,6 +34,18 @@ def load(session_factory: Factory, job_id: str) -> Job:
         job = get_job(session, job_id)
     assert job is not None
     return job
+
+
+def load_in(session: Session, job_id: str) -> Job:
+    job = get_job(session, job_id)
+    assert job is not None
+    return job
+
+
+def events(session_factory: Factory, job_id: str) -> list[AuditEvent]:
+    with session_scope(session_factory) as session:
+        query = select(AuditEvent).where(AuditEvent.object_id == job_id)
+        return list(session.scalars(query.order_by(AuditEvent.seq)))
 
 
 def count_events(session_factory: Factory, action: str) -> int:
@@ -159,20 +171,56 @@ def test_non_finite_score_fails_only_its_image(session_factory: Factory, make_jo
     assert load(session_factory, job.id).status == JobStatus.COMPLETED_WITH_ERRORS
 
 
-def test_results_for_open_or_unknown_jobs_are_ignored(
+def test_an_open_job_takes_results_but_closes_only_when_sealed(
     session_factory: Factory, make_job: MakeJob
 ) -> None:
-    job, images = make_job(1, seal=False)
+    job, images = make_job(2, seal=False)
     with session_scope(session_factory) as session:
-        assert record_results(session, job.id, [(images[0].id, ok())]) == 0
-        assert record_results(session, "f" * 32, [(images[0].id, ok())]) == 0
-    assert load(session_factory, job.id).status == JobStatus.OPEN
+        assert record_results(session, job.id, [(i.id, ok()) for i in images]) == 2
+        assert record_results(session, "f" * 32, [(images[0].id, ok())]) == 0  # unknown job
+    done = load(session_factory, job.id)
+    # Nothing pending, but more images may still come: the job stays open.
+    assert (done.status, done.succeeded, done.finished_at) == (JobStatus.OPEN, 2, None)
+    assert done.started_at is not None
+    with session_scope(session_factory) as session:
+        assert seal_job(session, done) == []
+    sealed = load(session_factory, job.id)
+    assert sealed.status == JobStatus.COMPLETED and sealed.finished_at == sealed.sealed_at
+    finished = [e for e in events(session_factory, job.id) if e.action == "job.finished"]
+    assert [(e.actor, e.payload["status"]) for e in finished] == [(owner_actor(job), "completed")]
+
+
+def test_a_job_sealed_mid_flight_runs_on_and_closes_on_its_last_result(
+    session_factory: Factory, make_job: MakeJob
+) -> None:
+    job, images = make_job(2, seal=False)
+    with session_scope(session_factory) as session:
+        record_results(session, job.id, [(images[0].id, failed())])
+        assert load_in(session, job.id).status == JobStatus.OPEN
+        seal_job(session, load_in(session, job.id))
+    assert load(session_factory, job.id).status == JobStatus.RUNNING
+    with session_scope(session_factory) as session:
+        record_results(session, job.id, [(images[1].id, ok())])
+    assert load(session_factory, job.id).status == JobStatus.COMPLETED_WITH_ERRORS
+
+
+def test_seal_sends_images_never_sent(session_factory: Factory, make_job: MakeJob) -> None:
+    # Rows from a version that enqueued at seal: no enqueued_at until the seal sends them.
+    job, images = make_job(2, seal=False)
+    with session_scope(session_factory) as session:
+        session.execute(
+            update(Image).where(Image.id == images[1].id).values(enqueued_at=None, attempts=0)
+        )
+    with session_scope(session_factory) as session:
+        unsent = seal_job(session, load_in(session, job.id))
+        assert [(i.id, i.attempts) for i in unsent] == [(images[1].id, 1)]
+        assert unsent[0].enqueued_at is not None
 
 
 def test_stale_pending_and_mark_enqueued(session_factory: Factory, make_job: MakeJob) -> None:
     live, live_images = make_job(3)
     cancelled, _ = make_job(1)
-    make_job(1, seal=False)
+    _, open_images = make_job(1, seal=False)  # open jobs are processed too: theirs count
     long_ago = utcnow() - timedelta(minutes=10)
     with session_scope(session_factory) as session:
         session.execute(update(Image).values(enqueued_at=long_ago))
@@ -180,11 +228,12 @@ def test_stale_pending_and_mark_enqueued(session_factory: Factory, make_job: Mak
         cancel_job(session, cancelled, "key:1")
     with session_scope(session_factory) as session:
         stale = stale_pending(session, older_than_s=300, limit=10)
-        assert sorted(i.id for i in stale) == sorted(i.id for i in live_images[1:])
+        expected = live_images[1:] + open_images
+        assert sorted(i.id for i in stale) == sorted(i.id for i in expected)
         assert all(i.job.model_name == "nodule-detector" for i in stale)  # job is loaded
         assert stale_pending(session, older_than_s=3600, limit=10) == []
         assert len(stale_pending(session, older_than_s=300, limit=1)) == 1
-        assert mark_enqueued(session, [i.id for i in stale] + [live_images[0].id]) == 2
+        assert mark_enqueued(session, [i.id for i in stale] + [live_images[0].id]) == 3
     with session_scope(session_factory) as session:
         assert stale_pending(session, older_than_s=300, limit=10) == []
         attempts = session.scalars(

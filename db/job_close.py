@@ -1,0 +1,49 @@
+"""Closing a job: the one place that decides a finished job's status and records it.
+
+Two paths reach it. Usually the collector writes a sealed job's last result; but images are
+processed while a job is still open, so a job can also have nothing left to wait for at the
+moment it is sealed. Both close the job the same way, with the same audit event.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from db.audit import append_event
+from db.models import Job, JobStatus
+
+
+def close_if_done(session: Session, job: Job, now: datetime, actor: str) -> bool:
+    """Close a sealed job with no pending image; returns whether it closed.
+
+    An open job never closes here, however many of its images are done: more may come.
+    """
+    if job.status == JobStatus.OPEN or job.status.is_final or job.pending > 0:
+        return False
+    job.status = final_status(job)
+    job.finished_at = now
+    session.flush()
+    append_event(
+        session,
+        actor=actor,
+        action="job.finished",
+        object_type="job",
+        object_id=job.id,
+        payload={
+            "status": job.status.value,
+            "total": job.total,
+            "succeeded": job.succeeded,
+            "failed": job.failed,
+            "cancelled": job.cancelled,
+        },
+    )
+    return True
+
+
+def final_status(job: Job) -> JobStatus:
+    if job.failed == 0:
+        return JobStatus.COMPLETED
+    # Cancelled images are not failures: FAILED only when nothing succeeded.
+    return JobStatus.FAILED if job.succeeded == 0 else JobStatus.COMPLETED_WITH_ERRORS
