@@ -21,9 +21,11 @@ from sqlalchemy.orm import Session, contains_eager
 from db.audit import append_event
 from db.job_close import close_if_done
 from db.models import Image, ImageStatus, Job, JobStatus, utcnow
-from pipeline.result import OK, ImageResult
+from pipeline.errors import ErrorCode
+from pipeline.result import FAILED, OK, ImageResult
 
 COLLECTOR = "service:collector"
+EXHAUSTED = ErrorCode.ATTEMPTS_EXHAUSTED.value
 # Images are sent as soon as they are added, so an open job's results count as much as a
 # sealed one's; only a final job (finished or cancelled) takes nothing more.
 LIVE = (JobStatus.OPEN, JobStatus.QUEUED, JobStatus.RUNNING)
@@ -160,6 +162,23 @@ def stale_pending(session: Session, older_than_s: float, limit: int) -> list[Ima
         .limit(limit)
     )
     return list(session.scalars(query))
+
+
+def give_up(session: Session, job_id: str, images: Sequence[tuple[int, int]]) -> int:
+    """Fail ``(image_id, attempts)`` images that no send has answered; returns how many.
+
+    Through record_results, like any result: only still-pending images change, counters and
+    the job's status follow, and each failure is in the audit chain.
+    """
+    results = [
+        (image_id, ImageResult("", FAILED, error_code=EXHAUSTED, error_message=_gave_up(sent)))
+        for image_id, sent in images
+    ]
+    return record_results(session, job_id, results)
+
+
+def _gave_up(attempts: int) -> str:
+    return f"no result after {attempts} attempts; the image may crash the worker"
 
 
 def mark_enqueued(session: Session, image_ids: Sequence[int]) -> int:

@@ -37,6 +37,7 @@ NUMBER_VARS = {
     "chunk_time_limit_s": "MEDFLOW_CHUNK_TIME_LIMIT_S",
     "pending_timeout_s": "MEDFLOW_PENDING_TIMEOUT_S",
     "reconcile_interval_s": "MEDFLOW_RECONCILE_INTERVAL_S",
+    "max_attempts": "MEDFLOW_MAX_ATTEMPTS",
     "max_request_bytes": "MEDFLOW_MAX_REQUEST_BYTES",
 }
 LIMIT_VARS = {
@@ -69,6 +70,9 @@ class Settings:
     chunk_time_limit_s: int = 600
     pending_timeout_s: int = 300  # the reconciler re-queues images pending longer than this
     reconcile_interval_s: int = 30
+    # Sends of one image before the reconciler gives up on it (ATTEMPTS_EXHAUSTED): a chunk
+    # that kills its worker, or a model that cannot load, must not be re-queued forever.
+    max_attempts: int = 5
     secret_key: str = DEV_SECRET  # HMAC key: pseudonyms and audit anchors
     # Where signed chain heads are kept (a directory, a JSON-lines file or an s3:// prefix):
     # `medflow audit anchor` writes there, and every verify checks the chain against them.
@@ -112,6 +116,8 @@ class Settings:
             raise SettingsError("production needs MEDFLOW_SECRET_KEY: 32+ characters, not default")
         if self.chunk_size < 1:
             raise SettingsError("MEDFLOW_CHUNK_SIZE must be >= 1")
+        if self.max_attempts < 1:
+            raise SettingsError("MEDFLOW_MAX_ATTEMPTS must be >= 1")
         if self.visibility_timeout_s <= self.chunk_time_limit_s:
             raise SettingsError("MEDFLOW_VISIBILITY_TIMEOUT_S must exceed the chunk time limit")
 

@@ -1,7 +1,8 @@
 """``medflow.reconcile`` (beat, in the collector): re-queue images pending for too long.
 
 Redis may lose its queues (it keeps nothing on disk by default); Postgres knows which images
-still wait, so their chunks are rebuilt from the rows. Logs counts only.
+still wait, so their chunks are rebuilt from the rows; an image sent ``max_attempts`` times
+without an answer fails with ATTEMPTS_EXHAUSTED instead. Logs counts only.
 """
 
 from __future__ import annotations
@@ -22,31 +23,54 @@ log = logging.getLogger(__name__)
 RECONCILE_BATCH = 2000
 
 Chunks = dict[tuple[str, str], list[tuple[int, str]]]  # (job_id, model_ref) -> [(id, key)]
+Exhausted = dict[str, list[tuple[int, int]]]  # job_id -> [(image id, attempts)]
 
 
 @shared_task(name="medflow.reconcile", bind=True, ignore_result=True, acks_late=True)
 def reconcile(self: Task) -> int:
     settings = settings_of(self.app)
-    stale = claim_stale(settings)
+    stale, exhausted = claim_stale(settings)
     for (job_id, model_ref), images in stale.items():
         # Sent after the commit above, like every enqueue (the rows must exist first).
         enqueue_images(self.app, job_id, model_ref, images, settings.chunk_size)
+    failed = fail_exhausted(settings, exhausted)
     count = sum(len(images) for images in stale.values())
     if count:
         log.warning("reconcile: re-queued %d stale images of %d jobs", count, len(stale))
+    if failed:
+        log.warning("reconcile: failed %d images after %d attempts", failed, settings.max_attempts)
     return count
 
 
-def claim_stale(settings: Settings) -> Chunks:
-    """Mark the stale images enqueued again (one transaction) and return what to send."""
+def claim_stale(settings: Settings) -> tuple[Chunks, Exhausted]:
+    """Split the stale images: those to send again (marked enqueued, in one transaction) and
+    those sent ``max_attempts`` times already, to fail."""
     from db.collect import mark_enqueued, stale_pending
     from db.session import session_scope
 
     by_job: Chunks = defaultdict(list)
+    exhausted: Exhausted = defaultdict(list)
     with session_scope(resources.session_factory(settings)) as session:
         images = stale_pending(session, settings.pending_timeout_s, RECONCILE_BATCH)
-        for image in images:  # stale_pending loads each image's job
-            model_ref = f"{image.job.model_name}:{image.job.model_version}"
+        again = []
+        for image in images:
+            if image.attempts >= settings.max_attempts:
+                exhausted[image.job_id].append((image.id, image.attempts))
+                continue
+            again.append(image.id)
+            model_ref = f"{image.job.model_name}:{image.job.model_version}"  # loaded with it
             by_job[(image.job_id, model_ref)].append((image.id, image.blob_key))
-        mark_enqueued(session, [image.id for image in images])
-    return dict(by_job)
+        mark_enqueued(session, again)
+    return dict(by_job), dict(exhausted)
+
+
+def fail_exhausted(settings: Settings, exhausted: Exhausted) -> int:
+    """One transaction per job, each locking only its own job (the collector's lock order)."""
+    from db.collect import give_up
+    from db.session import session_scope
+
+    failed = 0
+    for job_id, images in exhausted.items():
+        with session_scope(resources.session_factory(settings)) as session:
+            failed += give_up(session, job_id, images)
+    return failed
