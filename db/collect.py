@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -143,10 +143,13 @@ def _advance(session: Session, job: Job, written: dict[ImageStatus, int], now: d
     close_if_done(session, job, now, COLLECTOR)
 
 
-def stale_pending(session: Session, older_than_s: float, limit: int) -> list[Image]:
+def stale_pending(
+    session: Session, older_than_s: float, limit: int, skip_models: Collection[str] = ()
+) -> list[Image]:
     """Pending images of live jobs, open or sealed, sent over ``older_than_s`` ago; oldest first.
 
-    Each image comes with its job loaded (``image.job``) for the model to re-queue to.
+    Images of ``skip_models`` are left out. Each image comes with its job loaded
+    (``image.job``) for the model to re-queue to.
     """
     cutoff = utcnow() - timedelta(seconds=older_than_s)
     query = (
@@ -161,6 +164,8 @@ def stale_pending(session: Session, older_than_s: float, limit: int) -> list[Ima
         .order_by(Image.enqueued_at, Image.id)
         .limit(limit)
     )
+    if skip_models:
+        query = query.where(Job.model_name.not_in(list(skip_models)))
     return list(session.scalars(query))
 
 

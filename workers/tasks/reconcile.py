@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Collection
 
 from celery import Task, shared_task
 
@@ -16,6 +17,7 @@ from db.settings import Settings
 from workers import resources
 from workers.app import settings_of
 from workers.enqueue import enqueue_images
+from workers.queues import INFER_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ Exhausted = dict[str, list[tuple[int, int]]]  # job_id -> [(image id, attempts)]
 @shared_task(name="medflow.reconcile", bind=True, ignore_result=True, acks_late=True)
 def reconcile(self: Task) -> int:
     settings = settings_of(self.app)
-    stale, exhausted = claim_stale(settings)
+    stale, exhausted = claim_stale(settings, queued_models(settings))
     for (job_id, model_ref), images in stale.items():
         # Sent after the commit above, like every enqueue (the rows must exist first).
         enqueue_images(self.app, job_id, model_ref, images, settings.chunk_size)
@@ -42,16 +44,32 @@ def reconcile(self: Task) -> int:
     return count
 
 
-def claim_stale(settings: Settings) -> tuple[Chunks, Exhausted]:
+def queued_models(settings: Settings) -> set[str]:
+    """Models whose inference queue still holds chunks.
+
+    Their old pending images are most likely waiting in line behind a big job, not lost: a
+    re-send would only duplicate work (and count an attempt against them). Their queue
+    drains in time; what is still pending then was lost, and is re-sent.
+    """
+    client = resources.redis_client(settings.redis_url)
+    found = set()
+    # kombu keeps a queue as a Redis list named after it (a key exists only while non-empty).
+    for key in client.scan_iter(match=f"{INFER_PREFIX}*", count=100):
+        if client.type(key) == b"list":
+            found.add(key.decode().removeprefix(INFER_PREFIX).split("\x06")[0])
+    return found
+
+
+def claim_stale(settings: Settings, skip_models: Collection[str] = ()) -> tuple[Chunks, Exhausted]:
     """Split the stale images: those to send again (marked enqueued, in one transaction) and
-    those sent ``max_attempts`` times already, to fail."""
+    those sent ``max_attempts`` times already, to fail. Models in ``skip_models`` wait."""
     from db.collect import mark_enqueued, stale_pending
     from db.session import session_scope
 
     by_job: Chunks = defaultdict(list)
     exhausted: Exhausted = defaultdict(list)
     with session_scope(resources.session_factory(settings)) as session:
-        images = stale_pending(session, settings.pending_timeout_s, RECONCILE_BATCH)
+        images = stale_pending(session, settings.pending_timeout_s, RECONCILE_BATCH, skip_models)
         again = []
         for image in images:
             if image.attempts >= settings.max_attempts:

@@ -67,3 +67,19 @@ def test_a_job_whose_last_images_are_given_up_on_finishes(
     with session_scope(session_factory) as session:
         done = session.get_one(Job, job.id)
     assert (done.status, done.failed, done.finished_at is not None) == (JobStatus.FAILED, 2, True)
+
+
+def test_images_of_a_model_with_chunks_still_queued_wait(
+    migrated_settings: Settings, session_factory: Factory, make_job: Callable[..., Any]
+) -> None:
+    # Behind a big job, old images are waiting in line, not lost: no re-send, no attempt used.
+    settings = replace(migrated_settings, max_attempts=1, pending_timeout_s=60)
+    job, images = make_job(1)
+    with session_scope(session_factory) as session:
+        long_ago = utcnow() - timedelta(minutes=10)
+        session.execute(update(Image).where(Image.job_id == job.id).values(enqueued_at=long_ago))
+    assert claim_stale(settings, skip_models={job.model_name}) == ({}, {})
+    assert claim_stale(settings, skip_models={"another-model"}) == (
+        {},
+        {job.id: [(images[0].id, 1)]},
+    )
