@@ -12,6 +12,7 @@ from api import auth, extensions
 from api.blueprints import audit, health, job_read, job_submit, metrics, models
 from api.errors import ApiError, handle_api_error, register_error_handlers
 from api.openapi import bp as openapi_bp
+from api.upload import UploadRequest
 from db.jobs import JobStateError
 from db.settings import Settings
 
@@ -21,6 +22,7 @@ BLUEPRINTS = (job_submit, job_read, models, audit, health, metrics)
 def create_app(settings: Settings, celery: Any | None = None) -> Flask:
     """An app serving ``settings``; ``celery`` defaults to one built from the same settings."""
     app = Flask("medflow", static_folder=None)  # an API: no static files
+    app.request_class = UploadRequest
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the serialisers' order
     extensions.init_app(app, settings, celery, rate_key=auth.rate_limit_key)
     metrics.init_app(app)

@@ -2,6 +2,11 @@
 
 Keys are the sha256 of the bytes (hex), so a put is idempotent and duplicates are stored once.
 Pixels travel between the API and the workers only through here, never through Redis.
+
+A request stores its blobs in one ``store.batch()``: the file store syncs them all when the
+block exits (one fsync per new file and per directory touched, instead of waiting on the disk
+after every file), and rows naming them may commit only after that. Uploads are received
+straight into a ``store.spool()``, hashed as they arrive, so storing one is a rename.
 """
 
 from __future__ import annotations
@@ -11,15 +16,19 @@ import io
 import os
 import re
 import tempfile
+import weakref
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from db.settings import Settings
 
 CHUNK = 1024 * 1024
-SPOOL_IN_MEMORY = 8 * 1024 * 1024  # S3 uploads: bigger blobs spill to a temp file
+# Spools of the S3 store: bigger ones go to a temp file. A request's uploads are all spooled
+# before any is stored, so this bounds its memory the way Werkzeug's own 500 KB spools did.
+SPOOL_IN_MEMORY = 512 * 1024
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -43,27 +52,92 @@ class BlobTooLarge(ValueError):
         self.max_bytes = max_bytes
 
 
-class BlobStore(Protocol):
+class Spool:
+    """A blob on its way in, hashed as it is written; a store or a batch stores it afterwards.
+
+    Append-only until stored (writes after a read or a seek would break the hash). Bytes past
+    ``max_bytes`` are counted and dropped instead of raising: Werkzeug's form parser writes into
+    spools and turns a ValueError into an empty form, so the limit is enforced on storing.
+    """
+
+    def __init__(self, file: IO[bytes], max_bytes: int | None = None) -> None:
+        self.file = file
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._digest = hashlib.sha256()
+
+    @property
+    def too_large(self) -> bool:
+        return self.max_bytes is not None and self.size > self.max_bytes
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        if not self.too_large:
+            self._digest.update(data)
+            self.file.write(data)
+        return len(data)
+
+    def info(self) -> BlobInfo:
+        if self.too_large:
+            raise BlobTooLarge(self.max_bytes or 0)
+        return BlobInfo(self._digest.hexdigest(), self.size)
+
+    def read(self, size: int = -1) -> bytes:
+        return self.file.read(size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self.file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class BlobWriter(Protocol):
+    """What stores blobs: a store, or one of its batches."""
+
     def put_stream(self, fileobj: IO[bytes], max_bytes: int | None = None) -> BlobInfo: ...
 
+    def put_spool(self, spool: Spool) -> BlobInfo: ...
+
+
+class BlobStore(BlobWriter, Protocol):
     def put_bytes(self, data: bytes) -> BlobInfo: ...
 
     def get(self, key: str) -> bytes: ...
 
     def exists(self, key: str) -> bool: ...
 
+    def spool(self, max_bytes: int | None = None) -> Spool: ...
 
-def copy_hashing(src: IO[bytes], dst: IO[bytes], max_bytes: int | None) -> BlobInfo:
-    """Copy src to dst in chunks, hashing as it goes; stop at the first byte over max_bytes."""
-    digest = hashlib.sha256()
-    size = 0
-    while chunk := src.read(CHUNK):
-        size += len(chunk)
-        if max_bytes is not None and size > max_bytes:
-            raise BlobTooLarge(max_bytes)
-        digest.update(chunk)
-        dst.write(chunk)
-    return BlobInfo(digest.hexdigest(), size)
+    def batch(self) -> AbstractContextManager[BlobWriter]:
+        """Puts whose blobs are all durable once the block exits without an exception."""
+        ...
+
+
+SpoolT = TypeVar("SpoolT", bound=Spool)
+
+
+def fill(spool: SpoolT, src: IO[bytes]) -> SpoolT:
+    """Copy src into spool; stop reading at the first byte over its limit."""
+    try:
+        while not spool.too_large and (chunk := src.read(CHUNK)):
+            spool.write(chunk)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
 
 
 def check_key(key: str) -> str:
@@ -83,28 +157,20 @@ class FileBlobStore:
         check_key(key)
         return self.root / key[:2] / key
 
-    def put_stream(self, fileobj: IO[bytes], max_bytes: int | None = None) -> BlobInfo:
+    def spool(self, max_bytes: int | None = None) -> FileSpool:
         self.root.mkdir(parents=True, exist_ok=True)
-        # Same directory as the target's parent filesystem, so the rename below is atomic:
-        # a reader sees either no blob or the whole blob, never a partial one.
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=self.root)
-        try:
-            with os.fdopen(fd, "wb") as tmp:
-                info = copy_hashing(fileobj, tmp, max_bytes)
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            target = self.path(info.key)
-            if target.exists():
-                os.unlink(tmp_name)  # same key, same bytes: already stored
-                return info
-            target.parent.mkdir(exist_ok=True)
-            os.replace(tmp_name, target)
-            _fsync_dir(target.parent)
-            return info
-        except BaseException:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
-            raise
+        return FileSpool(self.root, max_bytes)
+
+    def batch(self) -> AbstractContextManager[FileBatch]:
+        return FileBatch(self)
+
+    def put_stream(self, fileobj: IO[bytes], max_bytes: int | None = None) -> BlobInfo:
+        with self.batch() as batch:
+            return batch.put_stream(fileobj, max_bytes)
+
+    def put_spool(self, spool: Spool) -> BlobInfo:
+        with self.batch() as batch:
+            return batch.put_spool(spool)
 
     def put_bytes(self, data: bytes) -> BlobInfo:
         return self.put_stream(io.BytesIO(data))
@@ -122,13 +188,96 @@ class FileBlobStore:
             return False
 
 
-def _fsync_dir(path: Path) -> None:
-    # The rename is durable only once the directory entry itself is on disk.
-    fd = os.open(path, os.O_RDONLY)
+class FileSpool(Spool):
+    """A spool in a temp file in the store's root (same filesystem: storing it is a rename)."""
+
+    def __init__(self, root: Path, max_bytes: int | None) -> None:
+        fd, name = tempfile.mkstemp(prefix=".tmp-", dir=root)
+        super().__init__(os.fdopen(fd, "w+b"), max_bytes)
+        self.path = Path(name)
+        # Werkzeug drops the spools of a parse that fails half way without closing them.
+        self._remove = weakref.finalize(self, _unlink, self.path)
+
+    def detach(self) -> Path:
+        """Close the file and hand it over: the caller now renames or removes it."""
+        self.file.close()
+        self._remove.detach()
+        return self.path
+
+    def close(self) -> None:
+        self.file.close()
+        self._remove()
+
+
+class FileBatch:
+    """Blobs written unsynced, then made durable and visible together when the block exits.
+
+    Until then a blob is only a temp file, invisible under its key. On exit each new file is
+    fsynced, renamed into place, and each directory touched is fsynced once (a rename is durable
+    only then): a blob is never visible before its bytes are on disk, and rows naming the keys
+    may commit as soon as the block has exited. On an exception nothing is stored.
+    """
+
+    def __init__(self, store: FileBlobStore) -> None:
+        self.store = store
+        self.pending: dict[str, Path] = {}  # key -> temp file, not yet synced nor renamed
+        self.dirs: set[Path] = set()  # to fsync once, at the end
+
+    def put_stream(self, fileobj: IO[bytes], max_bytes: int | None = None) -> BlobInfo:
+        return self.put_spool(fill(self.store.spool(max_bytes), fileobj))
+
+    def put_spool(self, spool: Spool) -> BlobInfo:
+        if not isinstance(spool, FileSpool) or spool.path.parent != self.store.root:
+            spool.close()
+            raise ValueError("the spool belongs to another store")
+        try:
+            info = spool.info()
+        except BlobTooLarge:
+            spool.close()
+            raise
+        tmp, target = spool.detach(), self.store.path(info.key)
+        # Even for a blob already there (its entry may be another batch's unsynced rename), and
+        # the root, where its subdirectory may be new (ours or another's).
+        self.dirs.update((target.parent, self.store.root))
+        if info.key in self.pending or target.exists():
+            tmp.unlink()  # same key, same bytes: already stored (or pending here)
+        else:
+            self.pending[info.key] = tmp
+        return info
+
+    def __enter__(self) -> FileBatch:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                self._commit()
+        finally:
+            for tmp in self.pending.values():  # what an exception left unstored
+                _unlink(tmp)
+
+    def _commit(self) -> None:
+        for tmp in self.pending.values():
+            _fsync(tmp)  # the bytes before the name: a reader never sees a blob a crash can lose
+        for key, tmp in self.pending.items():
+            target = self.store.path(key)
+            target.parent.mkdir(exist_ok=True)
+            os.replace(tmp, target)  # atomic; over a blob stored meanwhile, the same bytes
+        self.pending.clear()
+        for directory in self.dirs:
+            _fsync(directory)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)  # fsync needs no write access, and works on directories
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
 
 
 class S3BlobStore:
@@ -145,13 +294,22 @@ class S3BlobStore:
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def put_stream(self, fileobj: IO[bytes], max_bytes: int | None = None) -> BlobInfo:
+    def spool(self, max_bytes: int | None = None) -> Spool:
         # The key is known only after the last byte, so spool first, then upload by key.
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
-            info = copy_hashing(fileobj, spool, max_bytes)
+        return Spool(tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY), max_bytes)
+
+    def batch(self) -> AbstractContextManager[S3BlobStore]:
+        return nullcontext(self)  # a PUT is durable once it returns: nothing to sync at the end
+
+    def put_stream(self, fileobj: IO[bytes], max_bytes: int | None = None) -> BlobInfo:
+        return self.put_spool(fill(self.spool(max_bytes), fileobj))
+
+    def put_spool(self, spool: Spool) -> BlobInfo:
+        with spool:
+            info = spool.info()
             if not self.exists(info.key):
                 spool.seek(0)
-                self.client.upload_fileobj(spool, self.bucket, self.object_name(info.key))
+                self.client.upload_fileobj(spool.file, self.bucket, self.object_name(info.key))
         return info
 
     def put_bytes(self, data: bytes) -> BlobInfo:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from db.blobstore import BlobInfo, BlobStore, BlobTooLarge, s3_client
+from db.blobstore import BlobInfo, BlobTooLarge, BlobWriter, s3_client
 from db.settings import Settings
 
 
@@ -35,7 +35,7 @@ class ImportFailed(UriImportError):
     """The URI is allowed but could not be read (missing object or file, storage error)."""
 
 
-def import_uri(uri: str, store: BlobStore, settings: Settings) -> BlobInfo:
+def import_uri(uri: str, store: BlobWriter, settings: Settings) -> BlobInfo:
     parts = urlsplit(uri)
     if parts.scheme == "s3" and parts.netloc and parts.path.strip("/"):
         return _import_s3(parts.netloc, unquote(parts.path.lstrip("/")), store, settings)
@@ -46,7 +46,7 @@ def import_uri(uri: str, store: BlobStore, settings: Settings) -> BlobInfo:
     )
 
 
-def _import_s3(bucket: str, key: str, store: BlobStore, settings: Settings) -> BlobInfo:
+def _import_s3(bucket: str, key: str, store: BlobWriter, settings: Settings) -> BlobInfo:
     from botocore.exceptions import BotoCoreError, ClientError
 
     client = s3_client(settings.s3_endpoint_url)
@@ -66,7 +66,7 @@ def _import_s3(bucket: str, key: str, store: BlobStore, settings: Settings) -> B
         raise ImportFailed("IMPORT_FAILED", f"S3 read failed ({type(exc).__name__})") from None
 
 
-def _import_file(host: str, path: str, store: BlobStore, settings: Settings) -> BlobInfo:
+def _import_file(host: str, path: str, store: BlobWriter, settings: Settings) -> BlobInfo:
     if host not in ("", "localhost") or not path.startswith("/"):
         raise ImportRefused("IMPORT_REFUSED", "file URIs must be file:///absolute/path")
     real = Path(os.path.realpath(path))
@@ -109,7 +109,7 @@ def _under(path: Path, roots: list[Path]) -> bool:
     return any(path.is_relative_to(root) for root in roots)
 
 
-def _put(store: BlobStore, fileobj: Any, max_bytes: int) -> BlobInfo:
+def _put(store: BlobWriter, fileobj: Any, max_bytes: int) -> BlobInfo:
     try:
         return store.put_stream(fileobj, max_bytes)
     except BlobTooLarge:

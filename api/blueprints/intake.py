@@ -1,9 +1,11 @@
 """Reading the images of a request: multipart uploads or JSON URIs, stored as blobs.
 
-Blobs are written before any database transaction opens (they are content-addressed, so an
-orphan from a failed request is harmless and a retry reuses it), which keeps transactions short.
-Uploads are streamed to the store file by file; Werkzeug spools large parts to disk, so a
-request never holds its images in memory. Nothing here logs or returns a ref or a file name.
+Blobs are written before any database transaction opens, which keeps transactions short, in
+one batch of the blob store: ``store()`` returns once they are all durable, so the rows naming
+them may commit (they are content-addressed: an orphan from a request that fails later is
+harmless and a retry reuses it). Uploads arrive already in spools of the store (see
+``api.upload``), so a request never holds its images in memory and storing one is a rename.
+Nothing here logs or returns a ref or a file name.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from werkzeug.datastructures import FileStorage
 
 from api.errors import ApiError
 from api.extensions import services
-from db.blobstore import BlobTooLarge
+from db.blobstore import BlobTooLarge, BlobWriter, Spool
 from db.imports import ImportRefused, UriImportError, import_uri
 from pipeline.errors import ImageError
 from pipeline.sniff import sniff_format
@@ -63,9 +65,12 @@ def read_intake() -> Intake:
 
 
 def store(intake: Intake) -> Stored:
-    if intake.uploads:
-        return _store_uploads(intake.uploads)
-    return Stored([(ref, _import(index, uri)) for index, (uri, ref) in enumerate(intake.uris)], {})
+    """Store the request's images; on return they are durable (the batch synced them)."""
+    with services().blobs.batch() as batch:
+        if intake.uploads:
+            return _store_uploads(batch, intake.uploads)
+        images = [(ref, _import(batch, i, uri)) for i, (uri, ref) in enumerate(intake.uris)]
+        return Stored(images, {})
 
 
 def invalid(name: str, message: str) -> ApiError:
@@ -100,14 +105,17 @@ def _uris(images: Any) -> list[tuple[str, str]]:
     return found
 
 
-def _store_uploads(uploads: list[FileStorage]) -> Stored:
-    state = services()
+def _store_uploads(batch: BlobWriter, uploads: list[FileStorage]) -> Stored:
+    max_bytes = services().settings.limits.max_bytes
     formats: Counter[str] = Counter()
     images = []
     for index, upload in enumerate(uploads):
         formats[_sniff(upload)] += 1
         try:
-            info = state.blobs.put_stream(upload.stream, state.settings.limits.max_bytes)
+            if isinstance(upload.stream, Spool):  # received by api.upload: hashed already
+                info = batch.put_spool(upload.stream)
+            else:
+                info = batch.put_stream(upload.stream, max_bytes)
         except BlobTooLarge as exc:
             raise ApiError(
                 "FILE_TOO_LARGE",
@@ -130,10 +138,9 @@ def _sniff(upload: FileStorage) -> str:
         return "unknown"
 
 
-def _import(index: int, uri: str) -> Any:
-    state = services()
+def _import(batch: BlobWriter, index: int, uri: str) -> Any:
     try:
-        return import_uri(uri, state.blobs, state.settings)
+        return import_uri(uri, batch, services().settings)
     except UriImportError as exc:
         # The message names the rule, never the URI (a path or key can name a patient).
         refused = isinstance(exc, ImportRefused)

@@ -132,3 +132,20 @@ def test_open_blob_store(tmp_path: Path, s3_endpoint: str, s3_bucket: str) -> No
     for bad in ("http://example.com/x", "file://host/dir", "s3:///nobucket"):
         with pytest.raises(ValueError):
             open_blob_store(Settings(blob_url=bad))
+
+
+def test_s3_store_batch_and_spools(s3: Any, s3_bucket: str) -> None:
+    client = CountingClient(s3)
+    store = S3BlobStore(s3_bucket, "", client=client)
+    with store.batch() as batch:
+        assert batch.put_stream(io.BytesIO(DATA)) == BlobInfo(KEY, len(DATA))
+        assert store.exists(KEY)  # a PUT is durable when it returns: nothing waits for the end
+        spool = store.spool()
+        spool.write(DATA)
+        assert batch.put_spool(spool) == BlobInfo(KEY, len(DATA))
+        too_large = store.spool(max_bytes=10)
+        too_large.write(DATA)
+        with pytest.raises(BlobTooLarge):
+            batch.put_spool(too_large)
+    assert client.uploads == 1
+    assert store.get(KEY) == DATA
