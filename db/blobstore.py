@@ -16,6 +16,7 @@ import io
 import os
 import re
 import tempfile
+import time
 import weakref
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ CHUNK = 1024 * 1024
 # before any is stored, so this bounds its memory the way Werkzeug's own 500 KB spools did.
 SPOOL_IN_MEMORY = 512 * 1024
 _KEY = re.compile(r"^[0-9a-f]{64}$")
+SPOOL_PREFIX = ".tmp-"  # FileSpool's temp files in the store's root
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,10 @@ class BlobStore(BlobWriter, Protocol):
         """Puts whose blobs are all durable once the block exits without an exception."""
         ...
 
+    def sweep_spools(self, older_than_s: float) -> int:
+        """Remove spools a crashed process left behind; returns how many."""
+        ...
+
 
 SpoolT = TypeVar("SpoolT", bound=Spool)
 
@@ -168,6 +174,20 @@ class FileBlobStore:
         with self.batch() as batch:
             return batch.put_stream(fileobj, max_bytes)
 
+    def sweep_spools(self, older_than_s: float) -> int:
+        # A process killed mid-request leaves its spools (temp files in the root) behind; none
+        # older than any request could run is still in use.
+        cutoff = time.time() - older_than_s
+        swept = 0
+        for path in self.root.glob(f"{SPOOL_PREFIX}*"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    swept += 1
+            except OSError:
+                continue  # stored or removed meanwhile; a sweep must never fail its caller
+        return swept
+
     def put_spool(self, spool: Spool) -> BlobInfo:
         with self.batch() as batch:
             return batch.put_spool(spool)
@@ -192,7 +212,7 @@ class FileSpool(Spool):
     """A spool in a temp file in the store's root (same filesystem: storing it is a rename)."""
 
     def __init__(self, root: Path, max_bytes: int | None) -> None:
-        fd, name = tempfile.mkstemp(prefix=".tmp-", dir=root)
+        fd, name = tempfile.mkstemp(prefix=SPOOL_PREFIX, dir=root)
         super().__init__(os.fdopen(fd, "w+b"), max_bytes)
         self.path = Path(name)
         # Werkzeug drops the spools of a parse that fails half way without closing them.
@@ -300,6 +320,9 @@ class S3BlobStore:
 
     def batch(self) -> AbstractContextManager[S3BlobStore]:
         return nullcontext(self)  # a PUT is durable once it returns: nothing to sync at the end
+
+    def sweep_spools(self, older_than_s: float) -> int:
+        return 0  # its spools are anonymous temp files: the OS reclaims them with the process
 
     def put_stream(self, fileobj: IO[bytes], max_bytes: int | None = None) -> BlobInfo:
         return self.put_spool(fill(self.spool(max_bytes), fileobj))

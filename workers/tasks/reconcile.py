@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 # Bounds one run's transaction and burst of messages; the next run takes the rest.
 RECONCILE_BATCH = 2000
+# Upload spools older than this belong to a crashed request (the longest upload allowed,
+# 512 MB, takes minutes even at 2 MB/s).
+SPOOL_MAX_AGE_S = 3600
 
 Chunks = dict[tuple[str, str], list[tuple[int, str]]]  # (job_id, model_ref) -> [(id, key)]
 Exhausted = dict[str, list[tuple[int, int]]]  # job_id -> [(image id, attempts)]
@@ -36,11 +39,14 @@ def reconcile(self: Task) -> int:
         # Sent after the commit above, like every enqueue (the rows must exist first).
         enqueue_images(self.app, job_id, model_ref, images, settings.chunk_size)
     failed = fail_exhausted(settings, exhausted)
+    swept = resources.blob_store(settings).sweep_spools(SPOOL_MAX_AGE_S)
     count = sum(len(images) for images in stale.values())
     if count:
         log.warning("reconcile: re-queued %d stale images of %d jobs", count, len(stale))
     if failed:
         log.warning("reconcile: failed %d images after %d attempts", failed, settings.max_attempts)
+    if swept:
+        log.warning("reconcile: removed %d upload spools left by a crashed request", swept)
     return count
 
 

@@ -139,3 +139,19 @@ def test_unstored_spool_is_removed_when_closed_or_dropped(blob_store: FileBlobSt
 def test_batch_refuses_a_spool_it_cannot_rename(blob_store: FileBlobStore) -> None:
     with pytest.raises(ValueError), blob_store.batch() as batch:
         batch.put_spool(Spool(io.BytesIO()))
+
+
+def test_sweep_removes_only_spools_older_than_the_cutoff(blob_store: FileBlobStore) -> None:
+    stored = blob_store.put_bytes(b"kept")
+    crashed, live = blob_store.spool(), blob_store.spool()
+    crashed.write(b"left by a killed request")
+    live.write(b"still receiving")
+    crashed_path = crashed.detach()  # as after a crash: no finalizer will remove it
+    old = crashed_path.stat().st_mtime - 7200
+    os.utime(crashed_path, (old, old))
+
+    assert blob_store.sweep_spools(older_than_s=3600) == 1
+    assert not crashed_path.exists() and live.path.exists()
+    assert blob_store.get(stored.key) == b"kept"  # blobs are never swept, however old
+    live.close()
+    assert blob_store.sweep_spools(older_than_s=0) == 0
