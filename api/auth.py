@@ -2,6 +2,10 @@
 
 The key is looked up once per request (the rate limiter needs it before the view runs) and
 kept on ``flask.g.api_key`` as a plain :class:`Caller`, detached from any database session.
+Nothing is cached across requests: a revoked key is refused on its very next request, in every
+process. The lookup runs in the request's read-only session, which a view guarded with
+``require(..., reads_in_request_session=True)`` goes on using (a status poll: one connection);
+for any other view it is closed before the view runs, so no read stays open across a slow upload.
 """
 
 from __future__ import annotations
@@ -9,15 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from flask import g, request
 
 from api.errors import ApiError
-from api.extensions import services
+from api.extensions import end_request_session, request_session
 from db.keys import authenticate
 from db.models import Role
-from db.session import session_scope
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -58,8 +61,13 @@ def rate_limit_key() -> str:
     return f"key:{caller.prefix}"
 
 
-def require(*roles: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Allow the view to callers whose role is in ``roles``: 401 without a key, 403 otherwise."""
+def require(
+    *roles: Role, reads_in_request_session: bool = False
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Allow the view to callers whose role is in ``roles``: 401 without a key, 403 otherwise.
+
+    ``reads_in_request_session``: the view only reads, through ``request_session()``.
+    """
 
     def decorate(view: Callable[P, R]) -> Callable[P, R]:
         @wraps(view)
@@ -71,6 +79,8 @@ def require(*roles: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 raise ApiError(
                     "FORBIDDEN", "this key's role may not do this", 403, {"role": str(who.role)}
                 )
+            if not reads_in_request_session:
+                end_request_session()
             return view(*args, **kwargs)
 
         return guarded
@@ -103,8 +113,7 @@ def _bearer_token() -> str | None:
 def _authenticate(token: str | None) -> Caller | None:
     if token is None:
         return None
-    with session_scope(services().sessions) as session:
-        key: Any = authenticate(session, token)
-        if key is None:
-            return None
-        return Caller(id=key.id, name=key.name, role=Role(key.role), prefix=key.prefix)
+    key = authenticate(request_session(), token)
+    if key is None:
+        return None
+    return Caller(id=key.id, name=key.name, role=key.role, prefix=key.prefix)

@@ -2,7 +2,9 @@
 
 Everything is built in :func:`init_app` from the settings, one set per app, and stored in
 ``app.extensions["medflow"]``; nothing here connects at import time (and engines, Redis clients
-and the Celery app connect lazily, on first use).
+and the Celery app connect lazily, on first use). Everything here is shared by the threads of a
+gunicorn gthread worker: the engine's pool and the Redis client's pool are thread-safe, and what
+belongs to one request lives on ``flask.g``.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from flask import Flask, Response, current_app, request
-from flask_limiter import Limiter
+from flask import Flask, Response, current_app, g, request
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.ratelimit import RateLimiter
 from db.settings import Settings
 
 EXTENSION = "medflow"
+REQUEST_SESSION = "medflow_read_session"  # the flask.g attribute of request_session()
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -35,15 +38,37 @@ SECURITY_HEADERS = {
 class Services:
     settings: Settings
     sessions: sessionmaker[Session]
+    readers: sessionmaker[Session]  # read-only, same pool: see request_session()
     blobs: Any  # db.blobstore.BlobStore
     celery: Any  # celery.Celery
     redis: redis.Redis
-    limiter: Limiter
+    limiter: RateLimiter
 
 
 def services() -> Services:
     found: Services = current_app.extensions[EXTENSION]
     return found
+
+
+def request_session() -> Session:
+    """This request's read-only session, opened on first use and closed when the request ends.
+
+    Authentication reads the key in it and a read-only view (a status poll) reads in it too: one
+    connection checkout per request instead of one per lookup. Never write through it (it is
+    never committed); a view that writes opens its own ``session_scope``.
+    """
+    session: Session | None = g.get(REQUEST_SESSION)
+    if session is None:
+        session = services().readers()
+        setattr(g, REQUEST_SESSION, session)
+    return session
+
+
+def end_request_session(_exc: BaseException | None = None) -> None:
+    """Give the request session's connection back to the pool (a no-op if none was opened)."""
+    session: Session | None = g.pop(REQUEST_SESSION, None)
+    if session is not None:
+        session.close()
 
 
 def init_app(
@@ -52,7 +77,7 @@ def init_app(
     # Imported here: these modules are heavy (boto3, Celery) and an app factory should not make
     # importing `api.app` cost them.
     from db.blobstore import open_blob_store
-    from db.session import make_engine, make_session_factory
+    from db.session import make_engine, make_read_session_factory, make_session_factory
 
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     # A job may carry hundreds of files; Werkzeug's default of 1,000 parts would cap it early.
@@ -61,34 +86,23 @@ def init_app(
         from workers.app import make_celery
 
         celery = make_celery(settings)
+    engine = make_engine(settings)
+    # The limiter's client gives up sooner: it fails open, and every request waits for it.
+    limits = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     found = Services(
         settings=settings,
-        sessions=make_session_factory(make_engine(settings)),
+        sessions=make_session_factory(engine),
+        readers=make_read_session_factory(engine),
         blobs=open_blob_store(settings),
         celery=celery,
         redis=redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2),
-        limiter=_limiter(app, settings, rate_key),
+        limiter=RateLimiter(limits, settings.rate_limit, rate_key),
     )
     app.extensions[EXTENSION] = found
+    found.limiter.init_app(app)
     app.after_request(_security_headers)
+    app.teardown_appcontext(end_request_session)
     return found
-
-
-def _limiter(app: Flask, settings: Settings, rate_key: Callable[[], str]) -> Limiter:
-    limiter = Limiter(
-        rate_key,
-        # One budget per key across the whole API (not one per route).
-        application_limits=[settings.rate_limit],
-        application_limits_exempt_when=lambda: not request.path.startswith("/v1/"),
-        storage_uri=settings.redis_url,
-        storage_options={"socket_connect_timeout": 2, "socket_timeout": 2},
-        key_prefix="medflow-rl",
-        headers_enabled=True,
-        # Fail open: a Redis outage must not turn every read into a 500.
-        swallow_errors=True,
-    )
-    limiter.init_app(app)
-    return limiter
 
 
 def _security_headers(response: Response) -> Response:

@@ -30,6 +30,12 @@ START_TIMEOUT_S = 120.0
 STOP_GRACE_S = 10.0
 FLOWER_USER = "admin"
 ADMIN_KEY_NAME = "medflow-up admin"
+# gunicorn: 2 processes of API_THREADS threads each (the gthread worker). A request spends much
+# of its time waiting on Postgres, Redis or the client; with sync workers two such waits stalled
+# the whole API, and a long upload held a process. Threads share the process's engine pool
+# (db.session.POOL_SIZE must cover them) and its Redis pools. deploy/ uses the same figures.
+API_WORKERS = 2
+API_THREADS = 8
 
 
 class Stack:
@@ -191,7 +197,7 @@ class Stack:
 
     def _gunicorn(self) -> list[str]:
         bind = f"127.0.0.1:{self.api_port}"
-        flags = ["--workers", "2", "--graceful-timeout", "5", "--timeout", "300"]
+        flags = [*gunicorn_workers(), "--graceful-timeout", "5", "--timeout", "300"]
         # gunicorn's default control socket is one per user (~/.gunicorn/gunicorn.ctl): two
         # stacks at once (`medflow up` and the tests) would silently take it from each other.
         flags += ["--control-socket", str(self.workdir / "gunicorn.ctl")]
@@ -249,6 +255,17 @@ class Stack:
 
             self._control_app = make_celery(self.settings)
         return self._control_app
+
+
+def gunicorn_workers() -> list[str]:
+    return [
+        "--workers",
+        str(API_WORKERS),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(API_THREADS),
+    ]
 
 
 def redis_answers(url: str) -> bool:

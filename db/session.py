@@ -22,21 +22,53 @@ from db.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30
+# Connections kept per process. A gunicorn gthread worker runs up to api.stack.API_THREADS
+# requests at once, each holding at most one connection (tests/unit/api/test_gunicorn_workers.py
+# checks the two agree).
+POOL_SIZE = 8
+POOL_OVERFLOW = 4
+# Execution option marking a read-only session (see make_read_session_factory).
+READ_ONLY = "medflow_read_only"
 
 
 def make_engine(settings: Settings) -> Engine:
     if settings.is_sqlite:
         return _sqlite_engine(settings.database_url)
-    # Modest pool: a gunicorn worker or the collector needs a handful of connections at most,
-    # and pre-ping survives a restarted Postgres without a failed request.
-    return create_engine(
-        settings.database_url, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_recycle=1800
+    # pre-ping survives a restarted Postgres without a failed request.
+    engine = create_engine(
+        settings.database_url,
+        pool_pre_ping=True,
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_OVERFLOW,
+        pool_recycle=1800,
     )
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # A read-only session runs in DBAPI autocommit: no BEGIN and no ROLLBACK round trip,
+        # and each SELECT sees its own snapshot, as under READ COMMITTED anyway. The flag is
+        # client-side (pre-ping flips it too); isolation_level="AUTOCOMMIT" would instead send
+        # a SET on checkout and another on check-in.
+        if conn.get_execution_options().get(READ_ONLY, False):
+            conn.connection.dbapi_connection.autocommit = True
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_conn: Any, _record: Any) -> None:
+        # Back to transactions for the connection's next user (None: it was invalidated).
+        if dbapi_conn is not None and not dbapi_conn.closed and dbapi_conn.autocommit:
+            dbapi_conn.autocommit = False
+
+    return engine
 
 
 def _sqlite_engine(url: str) -> Engine:
+    # check_same_thread=False: the pool hands a connection to one thread at a time, but not
+    # always the thread that opened it (gunicorn gthread workers, the collector's threads).
     engine = create_engine(
-        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_OVERFLOW,
     )
 
     @event.listens_for(engine, "connect")
@@ -53,8 +85,10 @@ def _sqlite_engine(url: str) -> Engine:
     def _on_begin(conn: Any) -> None:
         # A deferred transaction that reads then writes fails at once with SQLITE_BUSY when
         # another writer got there first (busy_timeout cannot help it); IMMEDIATE takes the
-        # write lock up front, so concurrent writers queue on busy_timeout instead.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # write lock up front, so concurrent writers queue on busy_timeout instead. A read-only
+        # session takes no lock: in WAL mode it reads a snapshot and never blocks a writer.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -62,6 +96,14 @@ def _sqlite_engine(url: str) -> Engine:
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     # Objects stay usable after commit: the API enqueues the sealed images after committing.
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def make_read_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for reads only, on ``engine``'s pool; never write through one (see make_engine
+    and _sqlite_engine: autocommit on Postgres, a deferred transaction on SQLite)."""
+    return sessionmaker(
+        engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False, autoflush=False
+    )
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from api.auth import Caller, caller, require
 from api.blueprints.jobs import job_body, visible_job
 from api.blueprints.paging import int_arg, invalid_arg
-from api.extensions import services
+from api.extensions import request_session, services
 from api.serialize import csv_header, csv_row, result_item
 from db.audit import append_event
 from db.jobs import list_jobs, results_page
@@ -32,15 +32,13 @@ CSV_PAGE = 500  # rows per short database session while streaming
 
 
 @bp.get("")
-@require(Role.SUBMITTER, Role.OPERATOR, Role.ADMIN)
+@require(Role.SUBMITTER, Role.OPERATOR, Role.ADMIN, reads_in_request_session=True)
 def index() -> dict[str, Any]:
     who = caller()
     limit = int_arg("limit", default=50, minimum=1, maximum=MAX_JOBS_PAGE)
     before = request.args.get("before") or None
     owner = None if who.sees_all_jobs() else who.id
-    with session_scope(services().sessions) as session:
-        jobs = list_jobs(session, owner, limit, before)
-        items = [job_body(job) for job in jobs]
+    items = [job_body(job) for job in list_jobs(request_session(), owner, limit, before)]
     more = len(items) == limit
     return {
         "items": items,
@@ -49,10 +47,10 @@ def index() -> dict[str, Any]:
 
 
 @bp.get("/<job_id>")
-@require(Role.SUBMITTER, Role.OPERATOR, Role.ADMIN)
+@require(Role.SUBMITTER, Role.OPERATOR, Role.ADMIN, reads_in_request_session=True)
 def show(job_id: str) -> dict[str, Any]:
-    with session_scope(services().sessions) as session:
-        return job_body(visible_job(session, job_id, caller()))
+    # The status poll: the key and the job are read through one connection, in autocommit.
+    return job_body(visible_job(request_session(), job_id, caller()))
 
 
 @bp.get("/<job_id>/results")

@@ -3,7 +3,9 @@
 To cancel *mid-job* every time (not only when the machine happens to be slow), the test lets the
 workers start on the job, then stops them taking further chunks (Celery's cancel_consumer, what
 an operator does from Flower) so that part of the job is certainly still queued when the cancel
-arrives; the workers then take those chunks again and must skip them.
+arrives; the workers then take those chunks again and must skip them. The upload itself runs
+paused too: images are queued as each request adds them, and on a fast machine the workers would
+otherwise finish the job before its upload does.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ JOB_SIZE = 150
 def test_cancel_mid_job_stops_it_and_the_workers_stay_healthy(
     stack: E2EStack, workload_paths: list[Path]
 ) -> None:
-    job_id = stack.upload_job(workload_paths[:JOB_SIZE])
+    with stack.paused():
+        job_id = stack.upload_job(workload_paths[:JOB_SIZE])
 
     def started() -> bool:
         counts = stack.client.get_job(job_id)["counts"]
