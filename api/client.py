@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import IO, Any
 
 DEFAULT_BATCH_BYTES = 64 * 1024 * 1024
+# The server queues each request's images as soon as it commits, so a small first request
+# puts the workers to work within a fraction of a second, not after a whole batch's upload.
+FIRST_BATCH_BYTES = 4 * 1024 * 1024
 READ_BLOCK = 1024 * 1024
 TIMEOUT_S = 300.0
 
@@ -115,14 +118,18 @@ class MedflowClient:
             raise _api_error(exc) from None
 
 
-def batches(paths: Iterable[Path], batch_bytes: int) -> Iterator[list[Path]]:
+def batches(
+    paths: Iterable[Path], batch_bytes: int, first_bytes: int = FIRST_BATCH_BYTES
+) -> Iterator[list[Path]]:
+    """Groups of at most ``batch_bytes`` (the first at most ``first_bytes``), in order; a
+    file bigger than the limit goes alone."""
     batch: list[Path] = []
-    size = 0
+    size, limit = 0, min(first_bytes, batch_bytes)
     for path in paths:
         length = path.stat().st_size
-        if batch and size + length > batch_bytes:
+        if batch and size + length > limit:
             yield batch
-            batch, size = [], 0
+            batch, size, limit = [], 0, batch_bytes
         batch.append(path)
         size += length
     if batch:

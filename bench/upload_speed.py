@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil
 
 from api.client import MedflowClient
+from api.stack import gunicorn_workers
 from db.keys import create_key
 from db.models import ModelVersion, Role
 from db.session import make_engine, make_session_factory, session_scope, upgrade
@@ -49,13 +50,19 @@ def main() -> None:
         for run in range(args.runs):
             paths = _files(work / "files", args.files, int(args.mb * MB))
             job = client.open_job("bench:1")
-            cpu, started = _cpu(children[-1].pid), time.monotonic()
+            before, started = _cpu(children[-1].pid), time.monotonic()
+            own = time.process_time()
             client.add_files(job["id"], paths)
-            wall, cpu = time.monotonic() - started, _cpu(children[-1].pid) - cpu
+            wall, after = time.monotonic() - started, _cpu(children[-1].pid)
+            own = time.process_time() - own
+            user, system = after[0] - before[0], after[1] - before[1]
+            cpu = user + system
             size = sum(p.stat().st_size for p in paths) / MB
             print(
                 f"run {run + 1}: {size:.0f} MB in {wall:.2f} s = {size / wall:.0f} MB/s; "
-                f"API CPU {cpu:.2f} s ({cpu / size * 100:.2f} s per 100 MB)"
+                f"API CPU {cpu:.2f} s ({cpu / size * 100:.2f} s per 100 MB; "
+                f"user {user / size * 100:.2f}, system {system / size * 100:.2f}), "
+                f"client CPU {own:.2f} s ({own / size * 100:.2f} s per 100 MB)"
             )
     finally:
         for child in reversed(children):
@@ -102,7 +109,15 @@ def _database(settings: Settings) -> str:
 
 def _gunicorn(work: Path, env: dict[str, str], children: list[subprocess.Popen[bytes]]) -> str:
     url = f"http://127.0.0.1:{_free_port()}"
-    argv = [sys.executable, "-m", "gunicorn", "api.wsgi:app", "--bind", url[7:], "--workers", "1"]
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "api.wsgi:app",
+        "--bind",
+        url[7:],
+        *gunicorn_workers(),
+    ]
     argv += ["--timeout", "300", "--control-socket", str(work / "gunicorn.ctl")]
     children.append(subprocess.Popen(argv, env={**os.environ, **env}))
     deadline = time.monotonic() + 60
@@ -125,13 +140,14 @@ def _files(folder: Path, count: int, size: int) -> list[Path]:
     return paths
 
 
-def _cpu(pid: int) -> float:
+def _cpu(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of gunicorn's master and workers."""
     master = psutil.Process(pid)
-    total = 0.0
+    user = system = 0.0
     for process in [master, *master.children(recursive=True)]:
         times = process.cpu_times()
-        total += times.user + times.system
-    return total
+        user, system = user + times.user, system + times.system
+    return user, system
 
 
 if __name__ == "__main__":

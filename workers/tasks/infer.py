@@ -48,8 +48,23 @@ def infer_chunk(self: Task, job_id: str, model_ref: str, items: list[list[Any]])
 def run_chunk(
     settings: Settings, model_ref: str, items: list[tuple[int, str]]
 ) -> list[tuple[int, ImageResult]]:
-    """Results in input order; a blob that cannot be fetched fails its image alone."""
+    """Results in input order; a blob that cannot be fetched fails its image alone.
+
+    Blobs are fetched one model batch at a time, just before they are predicted: a chunk of
+    16 full-size DICOMs fetched up front would hold 250 MB per process, and the heap keeps
+    the high-water mark of the largest chunk it has seen.
+    """
     predictor = model_cache.process_cache(settings).get(model_ref)
+    results: dict[int, ImageResult] = {}
+    step = max(1, int(predictor.card.batch_size))
+    for start in range(0, len(items), step):
+        results.update(run_batch(settings, predictor, items[start : start + step]))
+    return [(image_id, results[image_id]) for image_id, _ in items]
+
+
+def run_batch(
+    settings: Settings, predictor: Any, items: list[tuple[int, str]]
+) -> dict[int, ImageResult]:
     fetched: dict[int, tuple[bytes, float]] = {}
     results: dict[int, ImageResult] = {}
     for image_id, blob_key in items:
@@ -65,7 +80,7 @@ def run_chunk(
         # so the predictor does not hash 8-16 MB again per image.
         result.sha256 = blob_keys[image_id]
         results[image_id] = result
-    return [(image_id, results[image_id]) for image_id, _ in items]
+    return results
 
 
 def fetch(settings: Settings, image_id: int, blob_key: str) -> tuple[bytes, float] | ImageResult:

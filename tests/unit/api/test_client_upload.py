@@ -36,10 +36,20 @@ def test_batches_are_bounded_and_keep_order(tmp_path: Path) -> None:
         path = tmp_path / f"{index}.bin"
         path.write_bytes(b"x" * size)
         paths.append(path)
-    groups = list(batches(paths, batch_bytes=80))
+    groups = list(batches(paths, batch_bytes=80, first_bytes=80))
     assert [[p.name for p in group] for group in groups] == [
         ["0.bin", "1.bin"],
         ["2.bin"],
         ["3.bin"],
         ["4.bin"],
     ]
+
+
+def test_the_first_batch_is_small_so_work_starts_early(tmp_path: Path) -> None:
+    paths = []
+    for index in range(6):
+        path = tmp_path / f"{index}.bin"
+        path.write_bytes(b"x" * 30)
+        paths.append(path)
+    groups = list(batches(paths, batch_bytes=100, first_bytes=40))
+    assert [len(group) for group in groups] == [1, 3, 2]

@@ -1,4 +1,5 @@
-"""api.upload: multipart bodies read 256 KiB at a time, file parts received into blob spools."""
+"""api.upload: file parts received into blob spools; a body the reader cannot follow is a 400, not
+an empty form; the raw input is read when the server ends it at Content-Length itself."""
 
 from __future__ import annotations
 
@@ -9,49 +10,20 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from flask import Flask, request
-from werkzeug.http import parse_options_header
 
 from api.client import MultipartBody
-from api.upload import READ_SIZE, UploadFormParser, UploadRequest, read_size
+from api.errors import register_error_handlers
+from api.upload import UploadRequest
 from db.blobstore import FileBlobStore, FileSpool
 from db.settings import Settings
 
-FLASK_FORM_MEMORY = 500_000  # Flask's default max_form_memory_size
 
-
-class RecordingStream(io.BytesIO):
-    def __init__(self, data: bytes) -> None:
-        super().__init__(data)
-        self.sizes: list[int] = []
-
-    def read(self, size: int | None = -1) -> bytes:
-        self.sizes.append(-1 if size is None else size)
-        return super().read(size)
-
-
-def test_read_size_stays_within_the_form_memory_limit() -> None:
-    assert read_size(None) == READ_SIZE == 256 * 1024
-    assert read_size(10 * 1024 * 1024) == READ_SIZE
-    # Werkzeug refuses one read over the limit, even inside a file part.
-    assert read_size(FLASK_FORM_MEMORY) == FLASK_FORM_MEMORY // 2
-
-
-def test_parser_reads_in_big_steps_and_keeps_the_bytes(tmp_path: Path) -> None:
-    payloads = [os.urandom(700_000) + b"\r\n--" + os.urandom(900_000), b"\r\n--x\r\n" * 1000]
-    paths = []
-    for index, payload in enumerate(payloads):
-        paths.append(tmp_path / f"{index}.png")
-        paths[-1].write_bytes(payload)
-    body = MultipartBody(paths)
-    data = b"".join(body)
-    mimetype, options = parse_options_header(body.headers()["Content-Type"])
-    stream = RecordingStream(data)
-
-    parser = UploadFormParser(max_form_memory_size=FLASK_FORM_MEMORY)
-    _, _, parts = parser.parse(stream, mimetype, len(data), options)
-
-    assert [part.read() for part in parts.getlist("files")] == payloads
-    assert max(stream.sizes) == read_size(FLASK_FORM_MEMORY) > 64 * 1024  # Werkzeug's default
+def upload_app(store: FileBlobStore) -> Flask:
+    app = Flask(__name__)
+    app.request_class = UploadRequest
+    app.extensions["medflow"] = SimpleNamespace(blobs=store, settings=Settings())
+    register_error_handlers(app)
+    return app
 
 
 def test_file_parts_land_in_spools_of_the_store(tmp_path: Path) -> None:
@@ -77,3 +49,35 @@ def test_file_parts_land_in_spools_of_the_store(tmp_path: Path) -> None:
     max_bytes = settings.limits.max_bytes
     assert seen == [(True, max_bytes, hashlib.sha256(p).hexdigest()) for p in payloads]
     assert list(store.root.iterdir()) == []  # spools never stored are removed with the request
+
+
+def test_a_malformed_body_is_a_400_naming_the_rule(tmp_path: Path) -> None:
+    app = upload_app(FileBlobStore(tmp_path / "blobs"))
+
+    @app.post("/")
+    def receive() -> str:
+        return str(len(request.files))
+
+    headers = {"Content-Type": "multipart/form-data; boundary=abc"}
+    cut = b'--abc\r\nContent-Disposition: form-data; name="files"; filename="a"\r\n\r\nxx'
+    response = app.test_client().post("/", data=cut, headers=headers)
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "MALFORMED_MULTIPART"
+    assert "ends inside a part" in response.json["error"]["message"]
+
+
+def test_the_raw_input_is_read_when_the_server_terminates_it(tmp_path: Path) -> None:
+    app = upload_app(FileBlobStore(tmp_path / "blobs"))
+    payload = tmp_path / "scan.png"
+    payload.write_bytes(b"\x89PNG" + os.urandom(1000))
+    body = MultipartBody([payload])
+    data = b"".join(body)
+    for terminated, raw in ((True, True), (False, False)):
+        overrides = {"wsgi.input_terminated": True} if terminated else {}
+        with app.test_request_context(
+            "/", method="POST", data=data, headers=body.headers(), environ_overrides=overrides
+        ):
+            stream = request._get_stream_for_parsing()
+            assert (stream is request.environ["wsgi.input"]) is raw
+            (upload,) = request.files.getlist("files")
+            assert upload.read() == payload.read_bytes()
