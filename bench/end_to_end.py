@@ -5,7 +5,8 @@ Postgres directly every 0.1 s (a cheap query; the API is left to the pollers). F
 either the way ``medflow submit`` does (``upload``: sequential multipart requests of at most
 64 MiB) or, for the jobs that only add polling and RSS figures, as ``file://`` URIs the API
 imports itself (one JSON request; much quicker than re-uploading 2 GB). Figures come from the rows
-the collector wrote: ``completed_at`` of the first and last result, and their ``timings_ms``.
+the collector wrote: ``completed_at`` of the first and last result, and their ``timings_ms``;
+and, per job, the CPU core-seconds each part of the stack spent (bench.cpu_use).
 Worker RSS is the sum over the model pool's child processes (the Celery prefork children).
 """
 
@@ -24,6 +25,7 @@ from api.children import free_port
 from api.client import MedflowClient
 from api.commands.submit import upload
 from api.stack import Stack
+from bench.cpu_use import cpu_seconds, spent
 from bench.pollers import Pollers
 from bench.report import load_average, rate, stage_means
 from db.settings import Settings
@@ -191,6 +193,14 @@ class JobWatcher:
             return
         raise TimeoutError(f"job {job_id} not finished after {timeout_s:.0f} s")
 
+    def done(self, job_id: str) -> int:
+        """Images of the job with a result row written."""
+        from db.models import Job
+
+        with self.sessions() as session:
+            job = session.get_one(Job, job_id)
+            return int(job.succeeded + job.failed)
+
     def rows(self, job_id: str) -> tuple[Any, list[Any]]:
         from sqlalchemy import select
 
@@ -213,6 +223,7 @@ def _job(
     plan: JobPlan,
 ) -> dict[str, Any]:
     load_before = load_average()
+    cpu_before = cpu_seconds(watcher.stack.children)
     started = time.time()
     job_id = str(client.open_job(model, idempotency_key=uuid.uuid4().hex)["id"])
     if plan.via == "upload":
@@ -221,6 +232,7 @@ def _job(
         _import(client, job_id, files)
     client.seal(job_id)
     sealed = time.time()
+    done_at_seal = watcher.done(job_id)
     interval_s = plan.poll_interval_s
     timeout = 120 + 2.0 * len(files)
     poll: dict[str, Any] = {}
@@ -229,9 +241,10 @@ def _job(
             watcher.wait(job_id, timeout, until_time=plan.poll_for_s)
         poll = pollers.summary()
     watcher.wait(job_id, timeout)
+    cpu = spent(cpu_before, cpu_seconds(watcher.stack.children))
     job, images = watcher.rows(job_id)
     figures = _job_figures(job, images, started, sealed, files, poll, load_before)
-    return {"via": plan.via, **figures}
+    return {"via": plan.via, "done_at_seal": done_at_seal, "cpu_core_s": cpu, **figures}
 
 
 def _import(client: MedflowClient, job_id: str, files: Sequence[Path]) -> None:
@@ -305,6 +318,8 @@ def _summary(
         "upload_s": headline["upload_s"],
         "upload_mb_per_s": headline["upload_mb_per_s"],
         "time_to_first_result_s": headline["time_to_first_result_s"],
+        "done_at_seal": headline["done_at_seal"],
+        "cpu_core_s": headline["cpu_core_s"],
         "stage_ms": headline["stage_ms"],
         "poll": polls,
         "rss_mb": _rss_figures(rss, per_job),

@@ -147,10 +147,12 @@ def write_latest(results: Sequence[Mapping[str, Any]], out_dir: Path = RESULTS_D
 Row = tuple[str, list[str]]
 
 NOTES = (
-    "- End to end: from the first uploaded byte (sequential multipart requests of 64 MiB, as "
-    "`medflow submit`) to the last result row. Images are enqueued at seal, so the upload does "
-    "not overlap processing; processing is seal -> last row (its ratio to the ceiling in "
-    "parentheses).",
+    "- End to end: from the first uploaded byte (sequential multipart requests, 4 MiB then 64 "
+    "MiB, as `medflow submit`) to the last result row. Each request's images are queued as it "
+    "commits, so processing overlaps the upload.",
+    "- CPU core-s: what each part of the stack spent during the first job (client: the "
+    "benchmark's own process, which uploads). On 2 cores the workers' share of all CPU bounds "
+    "the ratio to the ceiling.",
     "- Ceiling: `Predictor.predict` in a bare loop, one spawned process per core, one intra-op "
     "thread, files in memory; run before and after the stack, the better one is used.",
     "- Polls: 20 threads, one operator key each, `GET /v1/jobs/<id>` back to back (first 15 s of "
@@ -168,15 +170,17 @@ def table_rows(results: Sequence[Mapping[str, Any]]) -> list[Row]:
         ("naive img/s (1 proc, float64)", lambda r: _ips(r.get("naive"))),
         ("end to end img/s (1st byte -> last row)", lambda r: _ips(r.get("end_to_end"))),
         ("  ratio to ceiling (target)", _ratio),
-        ("  processing img/s (seal -> last row)", _processing),
+        ("  results written by the end of upload", _done_at_seal),
         ("  upload s (MB/s)", _upload),
         ("  time to first result s", lambda r: _num(_e2e(r).get("time_to_first_result_s"), 2)),
-        ("  processing img/s while polled (b2b / paced)", _polled),
+        ("  end to end img/s while polled (b2b / paced)", _polled),
         ("status poll p50 / p99 ms, back to back", lambda r: _poll(r, "back_to_back")),
         (f"status poll p50 / p99 ms, every {PACED_LABEL}", lambda r: _poll(r, PACED_KEY)),
         ("  polls/s (b2b / paced)", _poll_rates),
         ("worker RSS MB start / 1st job / last", _rss),
         ("  RSS growth 1st job -> last (< 10%)", _growth),
+        ("CPU core-s workers / API / collector / client / other", _cpu),
+        ("  workers' share of CPU", _workers_share),
         ("stage ms ceiling (dec/pre/inf/total)", lambda r: _stages(r.get("ceiling"))),
         ("stage ms workers (dec/pre/inf/total)", lambda r: _stages(_e2e(r))),
         ("load avg before -> after", _load),
@@ -263,7 +267,7 @@ def _polled(result: Mapping[str, Any]) -> str:
     polled = [job for job in _e2e(result).get("jobs", []) if job.get("pollers")]
     by_interval = {(job.get("poll") or {}).get("interval_s"): job for job in polled}
     jobs = [by_interval.get(0.0), *(job for i, job in by_interval.items() if i)]
-    return " / ".join(_num((job or {}).get("processing_images_per_s")) for job in jobs[:2])
+    return " / ".join(_num((job or {}).get("images_per_s")) for job in jobs[:2])
 
 
 def _ips(section: Mapping[str, Any] | None) -> str:
@@ -285,9 +289,30 @@ def _ratio(result: Mapping[str, Any]) -> str:
     return _num(ratio, 2) + (f" (>= {target})" if target is not None else "")
 
 
-def _processing(result: Mapping[str, Any]) -> str:
+def _done_at_seal(result: Mapping[str, Any]) -> str:
     e2e = _e2e(result)
-    return f"{_num(e2e['processing_images_per_s'])} ({_num(e2e['processing_ratio'], 2)})"
+    return f"{e2e['done_at_seal']} / {e2e['images_per_job']}"
+
+
+def _cpu_parts(result: Mapping[str, Any]) -> dict[str, float]:
+    used = dict(_e2e(result)["cpu_core_s"])
+    total = used.pop("total")
+    parts = {"workers": sum(v for k, v in used.items() if k.startswith("worker-"))}
+    parts |= {name: used.get(name, 0.0) for name in ("api", "collector", "client")}
+    parts["other"] = total - sum(parts.values())
+    parts["total"] = total
+    return parts
+
+
+def _cpu(result: Mapping[str, Any]) -> str:
+    parts = _cpu_parts(result)
+    names = ("workers", "api", "collector", "client", "other")
+    return " / ".join(_num(parts[name]) for name in names)
+
+
+def _workers_share(result: Mapping[str, Any]) -> str:
+    parts = _cpu_parts(result)
+    return _num(parts["workers"] / parts["total"], 2) if parts["total"] else "-"
 
 
 def _upload(result: Mapping[str, Any]) -> str:

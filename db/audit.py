@@ -104,6 +104,17 @@ def event_hash(prev_hash: str, event: EventFields) -> str:
     return hashlib.sha256(bytes.fromhex(prev_hash) + canonical_json(body)).hexdigest()
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append: what it records; the chain fields are added on append."""
+
+    actor: str
+    action: str
+    object_type: str
+    object_id: str
+    payload: dict[str, Any]
+
+
 def append_event(
     session: Session,
     *,
@@ -114,17 +125,41 @@ def append_event(
     payload: dict[str, Any],
 ) -> AuditEvent:
     """Add the next event of the chain to the caller's transaction (flushed, not committed)."""
-    fields = {"actor": actor, "action": action, "object_type": object_type, "object_id": object_id}
-    _check_fields(fields, payload)
-    # Store what was hashed: the round trip turns tuples into lists, as the database would.
-    stored = json.loads(canonical_json(payload))
-    head_seq, head_hash = _lock_and_read_head(session)
-    event = AuditEvent(seq=head_seq + 1, occurred_at=_now(), payload=stored, **fields)
-    event.prev_hash = head_hash
-    event.hash = event_hash(head_hash, event)
-    session.add(event)
-    session.flush()
+    (event,) = append_events(session, [NewEvent(actor, action, object_type, object_id, payload)])
     return event
+
+
+def append_events(session: Session, events: Sequence[NewEvent]) -> list[AuditEvent]:
+    """Add ``events`` to the chain in order, under one lock and one read of the head.
+
+    The collector appends a chunk's results at once: one lock, one head read and one INSERT
+    instead of one each per image (appends are serialised, so their cost bounds every writer).
+    """
+    for new in events:
+        _check_fields({name: getattr(new, name) for name in _WIDTHS}, new.payload)
+    # Store what was hashed: the round trip turns tuples into lists, as the database would.
+    stored = [json.loads(canonical_json(new.payload)) for new in events]
+    if not events:
+        return []
+    seq, prev_hash = _lock_and_read_head(session)
+    rows = []
+    for new, payload in zip(events, stored, strict=True):
+        seq += 1
+        row = AuditEvent(
+            seq=seq,
+            occurred_at=_now(),
+            actor=new.actor,
+            action=new.action,
+            object_type=new.object_type,
+            object_id=new.object_id,
+            payload=payload,
+        )
+        row.prev_hash = prev_hash
+        row.hash = prev_hash = event_hash(prev_hash, row)
+        rows.append(row)
+    session.add_all(rows)
+    session.flush()
+    return rows
 
 
 def _check_fields(fields: dict[str, Any], payload: Any) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, contains_eager
 
-from db.audit import append_event
+from db.audit import NewEvent, append_events
 from db.job_close import close_if_done
 from db.models import Image, ImageStatus, Job, JobStatus, utcnow
 from pipeline.errors import ErrorCode
@@ -34,44 +34,62 @@ LIVE = (JobStatus.OPEN, JobStatus.QUEUED, JobStatus.RUNNING)
 def record_results(
     session: Session, job_id: str, results: Iterable[tuple[int, ImageResult]]
 ) -> int:
-    """Write the results of images still pending; returns how many were written."""
+    """Write the results of images still pending; returns how many were written.
+
+    A chunk costs a fixed handful of statements whatever its size: lock the job, lock its
+    images still pending, one bulk UPDATE, one append of all their audit events.
+    """
     query = select(Job).where(Job.id == job_id).with_for_update()
     job = session.scalars(query.execution_options(populate_existing=True)).one_or_none()
     # Unknown, cancelled or finished: nothing to write (a late result of a cancel).
     if job is None or job.status not in LIVE:
         return 0
+    items = list(results)
+    pending = _lock_pending(session, job.id, [image_id for image_id, _ in items])
     now = utcnow()
     written = {ImageStatus.SUCCEEDED: 0, ImageStatus.FAILED: 0}
-    for image_id, result in results:
-        status = _write(session, job, image_id, result, now)
-        if status is not None:
-            written[status] += 1
-    count = sum(written.values())
-    if count:
+    rows, events = [], []
+    for image_id, result in items:
+        blob_key = pending.pop(image_id, None)  # popped: a repeated id is written once
+        if blob_key is None:
+            continue  # already written (duplicate delivery), cancelled, or not in this job
+        values = _result_values(result)
+        rows.append({"id": image_id, "completed_at": now, **values})
+        events.append(_result_event(job, image_id, result.sha256 or blob_key, values))
+        written[values["status"]] += 1
+    if rows:
+        _update_by_id(session, rows)
+        append_events(session, events)
         _advance(session, job, written, now)
-    return count
+    return len(rows)
 
 
-def _write(
-    session: Session, job: Job, image_id: int, result: ImageResult, now: datetime
-) -> ImageStatus | None:
-    values = _result_values(result)
-    row: Any = session.execute(
-        update(Image)
+def _update_by_id(session: Session, rows: list[dict[str, Any]]) -> None:
+    # One executemany per set of columns (a success sets more than a failure): the ORM starts a
+    # new one whenever the keys change from one row to the next.
+    for status in (ImageStatus.SUCCEEDED, ImageStatus.FAILED):
+        group = [row for row in rows if row["status"] == status]
+        if group:
+            session.execute(update(Image), group, execution_options={"synchronize_session": False})
+
+
+def _lock_pending(session: Session, job_id: str, image_ids: list[int]) -> dict[int, str]:
+    """``{image_id: blob_key}`` of those images of the job still pending, locked until commit."""
+    query = (
+        select(Image.id, Image.blob_key)
         .where(
-            Image.id == image_id,
-            Image.job_id == job.id,
+            Image.id.in_(image_ids),
+            Image.job_id == job_id,
             Image.status == ImageStatus.PENDING,
         )
-        .values(completed_at=now, **values)
-        .returning(Image.blob_key),
-        execution_options={"synchronize_session": False},
-    ).first()
-    if row is None:
-        return None  # already written (duplicate delivery), cancelled, or not in this job
+        .with_for_update()
+    )
+    return {row.id: row.blob_key for row in session.execute(query)}
+
+
+def _result_event(job: Job, image_id: int, input_sha256: str, values: dict[str, Any]) -> NewEvent:
     status: ImageStatus = values["status"]
-    append_event(
-        session,
+    return NewEvent(
         actor=COLLECTOR,
         action="image.result",
         object_type="image",
@@ -79,14 +97,13 @@ def _write(
         payload={
             "image_id": image_id,
             "job_id": job.id,
-            "input_sha256": result.sha256 or row.blob_key,
+            "input_sha256": input_sha256,
             "model_sha256": job.model_sha256,
             "status": status.value,
             "error_code": values["error_code"],
             "output_digest": output_digest(values["scores"]),
         },
     )
-    return status
 
 
 def _result_values(result: ImageResult) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.collect import mark_enqueued, output_digest, record_results, stale_pending
@@ -89,6 +89,36 @@ def test_results_are_written_once(session_factory: Factory, make_job: MakeJob) -
             "output_digest",
         }
     assert count_events(session_factory, "image.result") == 2
+
+
+def test_a_chunk_costs_the_same_statements_whatever_its_size(
+    session_factory: Factory, make_job: MakeJob
+) -> None:
+    # Appends are serialised, so per-image statements would bound the collector (and hold the
+    # chain's lock longer); a chunk is written in a fixed number of round trips instead.
+    engine = session_factory.kw["bind"]
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    counts = []
+    for size in (2, 16):
+        job, images = make_job(size)
+        results = [(image.id, ok() if image.position % 2 else failed()) for image in images]
+        statements.clear()
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            with session_scope(session_factory) as session:
+                assert record_results(session, job.id, results) == size
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        counts.append(len(statements))
+    assert counts[0] == counts[1], counts
+    stored = load(session_factory, job.id)
+    assert (stored.succeeded, stored.failed) == (8, 8)
+    assert stored.status == JobStatus.COMPLETED_WITH_ERRORS
+    assert count_events(session_factory, "image.result") == 18
 
 
 def test_concurrent_collectors_count_each_image_once(

@@ -20,11 +20,23 @@ def _result(model: str = "chest-xray-densenet121", **e2e: Any) -> dict[str, Any]
         "upload_s": 3.25,
         "upload_mb_per_s": 600.0,
         "time_to_first_result_s": 3.9,
+        "images_per_job": 500,
+        "done_at_seal": 180,
+        "cpu_core_s": {
+            "worker-chest-xray-densenet121": 54.0,
+            "api": 6.0,
+            "collector": 1.5,
+            "client": 1.5,
+            "flower": 0.5,
+            "postgres": 0.5,
+            "redis": 0.2,
+            "total": 64.2,
+        },
         "stage_ms": {"decode": 10.0, "preprocess": 3.0, "inference": 70.0, "total": 84.0},
         "jobs": [
             {"pollers": 0, "poll": None},
-            {"pollers": 20, "processing_images_per_s": 15.0, "poll": {"interval_s": 0.0}},
-            {"pollers": 20, "processing_images_per_s": 17.0, "poll": {"interval_s": 0.5}},
+            {"pollers": 20, "images_per_s": 15.0, "poll": {"interval_s": 0.0}},
+            {"pollers": 20, "images_per_s": 17.0, "poll": {"interval_s": 0.5}},
         ],
         "poll": {
             "back_to_back": {"p50_ms": 200.0, "p99_ms": 380.0, "requests_per_s": 90.0},
@@ -113,6 +125,11 @@ def test_text_table_has_one_column_per_model_and_dashes_for_missing_figures() ->
     paced = next(line for line in lines if "every 0.5 s" in line)
     assert "8.0 / 42.5" in paced and paced.endswith("-")
     assert "15.0 / 17.0" in text
+    assert "180 / 500" in text
+    # Workers, API, collector, client, and the rest (Flower, Postgres, Redis) summed.
+    assert "54.0 / 6.0 / 1.5 / 1.5 / 1.2" in text
+    share = next(line for line in lines if "workers' share" in line)
+    assert "0.84" in share
     assert "0.50 -> 2.10" in text
 
 
