@@ -113,7 +113,12 @@ def wait_for(client: MedflowClient, job_id: str) -> dict[str, Any]:
     progress.finish()
     elapsed = time.monotonic() - started
     click.echo(describe(job), err=True)
-    # The server's rate runs from the first result to the last; ours includes queueing.
+    # Most images may be done before the wait starts (they are processed as they upload), so
+    # the rate is the server's, from the job's first result to its last.
     rate = job.get("throughput_per_s") or done / max(elapsed, 1e-6)
-    click.echo(f"{done} images in {elapsed:.1f} s; {rate:.1f} images/s while running", err=True)
+    click.echo(
+        f"{done} images done ({elapsed:.1f} s after the upload); {rate:.1f} images/s "
+        "from first to last result",
+        err=True,
+    )
     return job
