@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import IO, Any
 
 DEFAULT_BATCH_BYTES = 64 * 1024 * 1024
-# The server queues each request's images as soon as it commits, so a small first request
-# puts the workers to work within a fraction of a second, not after a whole batch's upload.
+# The server queues each request's images as soon as it commits, so small first requests put
+# the workers to work within a fraction of a second, not after a whole 64 MiB upload; requests
+# then grow (x4 each) to amortise their fixed costs.
 FIRST_BATCH_BYTES = 4 * 1024 * 1024
+RAMP = 4
 READ_BLOCK = 1024 * 1024
 TIMEOUT_S = 300.0
 
@@ -121,15 +123,15 @@ class MedflowClient:
 def batches(
     paths: Iterable[Path], batch_bytes: int, first_bytes: int = FIRST_BATCH_BYTES
 ) -> Iterator[list[Path]]:
-    """Groups of at most ``batch_bytes`` (the first at most ``first_bytes``), in order; a
-    file bigger than the limit goes alone."""
+    """Groups in order, the first of at most ``first_bytes``, each next one up to 4 times
+    bigger, none over ``batch_bytes`` (a bigger file goes alone)."""
     batch: list[Path] = []
     size, limit = 0, min(first_bytes, batch_bytes)
     for path in paths:
         length = path.stat().st_size
         if batch and size + length > limit:
             yield batch
-            batch, size, limit = [], 0, batch_bytes
+            batch, size, limit = [], 0, min(limit * RAMP, batch_bytes)
         batch.append(path)
         size += length
     if batch:

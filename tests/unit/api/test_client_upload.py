@@ -45,11 +45,13 @@ def test_batches_are_bounded_and_keep_order(tmp_path: Path) -> None:
     ]
 
 
-def test_the_first_batch_is_small_so_work_starts_early(tmp_path: Path) -> None:
+def test_batches_start_small_and_grow_so_work_starts_early(tmp_path: Path) -> None:
     paths = []
-    for index in range(6):
+    for index in range(40):
         path = tmp_path / f"{index}.bin"
-        path.write_bytes(b"x" * 30)
+        path.write_bytes(b"x" * 10)
         paths.append(path)
-    groups = list(batches(paths, batch_bytes=100, first_bytes=40))
-    assert [len(group) for group in groups] == [1, 3, 2]
+    groups = list(batches(paths, batch_bytes=100, first_bytes=10))
+    # 10 bytes, then 40, then the 100-byte cap.
+    assert [len(group) for group in groups] == [1, 4, 10, 10, 10, 5]
+    assert [p for group in groups for p in group] == paths
