@@ -171,6 +171,7 @@ def table_rows(results: Sequence[Mapping[str, Any]]) -> list[Row]:
         ("end to end img/s (1st byte -> last row)", lambda r: _ips(r.get("end_to_end"))),
         ("  ratio to ceiling (target)", _ratio),
         ("  results written by the end of upload", _done_at_seal),
+        ("  same job imported by file:// URIs img/s (ratio)", _imported),
         ("  upload s (MB/s)", _upload),
         ("  time to first result s", lambda r: _num(_e2e(r).get("time_to_first_result_s"), 2)),
         ("  end to end img/s while polled (b2b / paced)", _polled),
@@ -287,6 +288,18 @@ def _ratio(result: Mapping[str, Any]) -> str:
     ratio = _e2e(result)["ratio_to_ceiling"]
     target = RATIO_TARGETS.get(str(result["model"]))
     return _num(ratio, 2) + (f" (>= {target})" if target is not None else "")
+
+
+def _imported(result: Mapping[str, Any]) -> str:
+    # The last job sent by URI without pollers: the stack without the HTTP upload's CPU.
+    jobs = [j for j in _e2e(result)["jobs"] if j.get("via") == "import" and not j.get("pollers")]
+    ceiling = max(run.get("images_per_s") or 0 for run in (result["ceiling"], _after(result)))
+    rate = jobs[-1]["images_per_s"]
+    return f"{_num(rate)} ({_num(rate / ceiling, 2)})"
+
+
+def _after(result: Mapping[str, Any]) -> Mapping[str, Any]:
+    return result.get("ceiling_after") or {}
 
 
 def _done_at_seal(result: Mapping[str, Any]) -> str:
