@@ -109,13 +109,16 @@ class _Reader:
         self.buffer, self.pos = (rest + chunk if rest else chunk), 0
         return True
 
-    def _available(self) -> int:
-        return len(self.buffer) - self.pos
+    def _want(self, count: int) -> bool:
+        """Read until ``count`` unconsumed bytes are buffered; False if the body ends first."""
+        while len(self.buffer) - self.pos < count:
+            if not self._fill():
+                return False
+        return True
 
     def _skip_preamble(self) -> None:
         # The first delimiter may open the body or follow a preamble line (RFC 2046 5.1.1).
-        while self._available() < len(self.first) and self._fill():
-            pass
+        self._want(len(self.first))
         if self.buffer.startswith(self.first):
             self.pos = len(self.first)
             return
@@ -127,9 +130,8 @@ class _Reader:
 
     def _after_delimiter(self) -> bool:
         """True when a part follows this delimiter; False at the closing ``--``."""
-        while self._available() < 2:
-            if not self._fill():
-                raise MultipartError("the body ends inside a boundary")
+        if not self._want(2):
+            raise MultipartError("the body ends inside a boundary")
         if self.buffer.startswith(b"--", self.pos):
             return False  # the epilogue, if any, is ignored
         line_end = self._find(b"\r\n", 1024)
@@ -139,8 +141,7 @@ class _Reader:
         return True
 
     def _part_headers(self) -> tuple[str, str | None, str]:
-        while self._available() < 2 and self._fill():
-            pass
+        self._want(2)
         if self.buffer.startswith(b"\r\n", self.pos):
             raise MultipartError("a part has no Content-Disposition header")
         end = self._find(b"\r\n\r\n", MAX_HEADER_BYTES)
@@ -161,7 +162,7 @@ class _Reader:
     def _find(self, marker: bytes, limit: int) -> int:
         """Index of ``marker`` within ``limit`` bytes of the position, reading more as needed."""
         while (index := self.buffer.find(marker, self.pos)) < 0:
-            if self._available() > limit or not self._fill():
+            if len(self.buffer) - self.pos > limit or not self._fill():
                 raise MultipartError("a part's headers are too long or cut off")
         if index - self.pos > limit:
             raise MultipartError("a part's headers are too long")

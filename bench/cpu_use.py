@@ -21,8 +21,12 @@ SERVERS = {"postgres": "postgres", "redis": "redis-server"}
 def cpu_seconds(children: Iterable[Any]) -> dict[str, float]:
     """User + system CPU seconds so far, by part: each stack child's tree, servers, this process."""
     found = {child.name: _tree(child.pid) for child in children}
-    for part, name in SERVERS.items():
-        found[part] = sum(_own(p) for p in psutil.process_iter(["name"]) if p.info["name"] == name)
+    found |= dict.fromkeys(SERVERS, 0.0)
+    part_of = {name: part for part, name in SERVERS.items()}
+    for process in psutil.process_iter(["name"]):
+        part = part_of.get(process.info["name"])
+        if part is not None:
+            found[part] += _own(process)
     found["client"] = _own(psutil.Process(os.getpid()))
     return found
 

@@ -114,6 +114,12 @@ def check_targets(result: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
+def best_ceiling(result: Mapping[str, Any]) -> float | None:
+    """The better of the two ceiling runs (before and after the stack): the stricter divisor."""
+    runs = [result.get("ceiling"), result.get("ceiling_after")]
+    return max((run["images_per_s"] for run in runs if run), default=None)
+
+
 def _judged(target: float, value: float, *, higher: bool) -> dict[str, Any]:
     met = value >= target if higher else value < target
     return {"target": target, "value": value, "met": bool(met)}
@@ -293,13 +299,8 @@ def _ratio(result: Mapping[str, Any]) -> str:
 def _imported(result: Mapping[str, Any]) -> str:
     # The last job sent by URI without pollers: the stack without the HTTP upload's CPU.
     jobs = [j for j in _e2e(result)["jobs"] if j.get("via") == "import" and not j.get("pollers")]
-    ceiling = max(run.get("images_per_s") or 0 for run in (result["ceiling"], _after(result)))
-    rate = jobs[-1]["images_per_s"]
-    return f"{_num(rate)} ({_num(rate / ceiling, 2)})"
-
-
-def _after(result: Mapping[str, Any]) -> Mapping[str, Any]:
-    return result.get("ceiling_after") or {}
+    rate, ceiling = jobs[-1]["images_per_s"], best_ceiling(result)
+    return f"{_num(rate)} ({_num(rate / ceiling, 2) if ceiling else '-'})"
 
 
 def _done_at_seal(result: Mapping[str, Any]) -> str:

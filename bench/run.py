@@ -22,6 +22,7 @@ from bench.end_to_end import JobPlan, bench_database, claimed_redis_db, measure_
 from bench.naive import measure_naive
 from bench.report import (
     RESULTS_DIR,
+    best_ceiling,
     check_targets,
     load_average,
     machine_facts,
@@ -179,8 +180,7 @@ def _end_to_end(model: str, files: list[Path], args: argparse.Namespace) -> dict
 
 
 def _ratios(result: dict[str, Any]) -> None:
-    runs = [result.get("ceiling"), result.get("ceiling_after")]
-    ceiling = max((run["images_per_s"] for run in runs if run), default=None)
+    ceiling = best_ceiling(result)
     e2e = result["end_to_end"]
     for key, ratio in (("images_per_s", "ratio_to_ceiling"),
                        ("processing_images_per_s", "processing_ratio")):  # fmt: skip

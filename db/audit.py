@@ -135,12 +135,12 @@ def append_events(session: Session, events: Sequence[NewEvent]) -> list[AuditEve
     The collector appends a chunk's results at once: one lock, one head read and one INSERT
     instead of one each per image (appends are serialised, so their cost bounds every writer).
     """
+    if not events:
+        return []
     for new in events:
         _check_fields({name: getattr(new, name) for name in _WIDTHS}, new.payload)
     # Store what was hashed: the round trip turns tuples into lists, as the database would.
     stored = [json.loads(canonical_json(new.payload)) for new in events]
-    if not events:
-        return []
     seq, prev_hash = _lock_and_read_head(session)
     rows = []
     for new, payload in zip(events, stored, strict=True):
