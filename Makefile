@@ -31,6 +31,7 @@ demo: $(MODELS) ## the main job: 500 synthetic X-rays through the whole stack, t
 	$(BIN)/python -m bench.demo
 
 test: $(MODELS) ## unit and integration tests (real Redis, Celery workers; SQLite, and Postgres if MEDFLOW_TEST_POSTGRES_URL is set)
+	bash .ci/system-deps
 	$(BIN)/python -m pytest tests
 
 test-unit: $(MODELS) ## unit tests only (no services)

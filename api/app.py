@@ -13,8 +13,8 @@ from api.blueprints import audit, health, job_read, job_submit, metrics, models
 from api.errors import ApiError, handle_api_error, register_error_handlers
 from api.openapi import bp as openapi_bp
 from api.upload import UploadRequest
+from config.settings import Settings
 from db.jobs import JobStateError
-from db.settings import Settings
 
 BLUEPRINTS = (job_submit, job_read, models, audit, health, metrics)
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from db.settings import Settings
+from config.settings import Settings
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ from flask import Flask, Response, current_app, g, request
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.ratelimit import RateLimiter
-from db.settings import Settings
+from config.settings import Settings
 
 EXTENSION = "medflow"
 REQUEST_SESSION = "medflow_read_session"  # the flask.g attribute of request_session()
@@ -39,7 +39,7 @@ class Services:
     settings: Settings
     sessions: sessionmaker[Session]
     readers: sessionmaker[Session]  # read-only, same pool: see request_session()
-    blobs: Any  # db.blobstore.BlobStore
+    blobs: Any  # storage.blobstore.BlobStore
     celery: Any  # celery.Celery
     redis: redis.Redis
     limiter: RateLimiter
@@ -76,8 +76,8 @@ def init_app(
 ) -> Services:
     # Imported here: these modules are heavy (boto3, Celery) and an app factory should not make
     # importing `api.app` cost them.
-    from db.blobstore import open_blob_store
     from db.session import make_engine, make_read_session_factory, make_session_factory
+    from storage.blobstore import open_blob_store
 
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     # A job may carry hundreds of files; Werkzeug's default of 1,000 parts would cap it early.

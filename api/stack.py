@@ -21,7 +21,7 @@ from typing import Any
 from api.bootstrap import in_session, prepare
 from api.children import Child, StackError, free_port, port_in_use, stop_all, wait_until
 from api.stack_env import WORKER_MALLOC_ENV, settings_to_env
-from db.settings import Settings
+from config.settings import Settings
 
 __all__ = ["Stack", "StackError", "settings_to_env"]
 

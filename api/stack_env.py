@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from db.settings import LIMIT_VARS, NUMBER_VARS, TEXT_VARS, Settings
+from config.settings import LIMIT_VARS, NUMBER_VARS, TEXT_VARS, Settings
 
 # Raised glibc thresholds keep the big per-image buffers (a 2048x2048 pixel array is 8-16 MB) in
 # the heap instead of a fresh mmap + page faults each time (DESIGN.md: 25 ms -> 10 ms per

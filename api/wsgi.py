@@ -7,8 +7,8 @@ filter) is the one import-time side effect it is allowed.
 from __future__ import annotations
 
 from api.app import create_app
-from db.phi import configure_logging
-from db.settings import Settings
+from config.settings import Settings
+from privacy.phi import configure_logging
 
 settings = Settings.from_env()
 configure_logging(settings)

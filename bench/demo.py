@@ -24,7 +24,7 @@ from api.commands.submit import upload, wait_for
 from api.stack import Stack
 from bench.scoring import Confusion, roc_auc
 from bench.workload import generate_workload, read_ground_truth
-from db.settings import REPO_ROOT, Settings
+from config.settings import REPO_ROOT, Settings
 
 MIB = 1024 * 1024
 

@@ -28,7 +28,7 @@ from api.stack import Stack
 from bench.cpu_use import cpu_seconds, spent
 from bench.pollers import Pollers
 from bench.report import load_average, rate, stage_means
-from db.settings import Settings
+from config.settings import Settings
 
 MIB = 1024 * 1024
 UPLOAD_BATCH_BYTES = 64 * MIB  # medflow submit's default --batch-mb

@@ -20,7 +20,7 @@ import numpy as np
 
 from bench.synthetic import render_chest
 from bench.writers import encode
-from db.settings import REPO_ROOT
+from config.settings import REPO_ROOT
 from pipeline.decode import decode_image
 from pipeline.preprocess import preprocess
 from pipeline.repository import ModelRepository

@@ -32,7 +32,7 @@ from bench.report import (
     write_result,
 )
 from bench.workload import GROUND_TRUTH, generate_workload
-from db.settings import REPO_ROOT
+from config.settings import REPO_ROOT
 
 MODELS = ("chest-xray-densenet121", "tiny")
 PACED_POLL_S = 0.5  # `medflow submit --wait` polls every 0.5 s at first

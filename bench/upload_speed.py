@@ -25,10 +25,10 @@ import psutil
 
 from api.client import MedflowClient
 from api.stack import gunicorn_workers
+from config.settings import Settings
 from db.keys import create_key
 from db.models import ModelVersion, Role
 from db.session import make_engine, make_session_factory, session_scope, upgrade
-from db.settings import Settings
 
 MB = 1_000_000
 CARD = {"name": "bench", "version": "1", "output": {"labels": ["A"]}}

@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session, contains_eager
 from db.audit import NewEvent, append_events
 from db.job_close import close_if_done
 from db.models import Image, ImageStatus, Job, JobStatus, utcnow
+from messages.scored_image import ScoredImage
 from pipeline.errors import ErrorCode
-from pipeline.result import FAILED, OK, ImageResult
+from pipeline.result import OK
 
 COLLECTOR = "service:collector"
 EXHAUSTED = ErrorCode.ATTEMPTS_EXHAUSTED.value
@@ -31,9 +32,7 @@ EXHAUSTED = ErrorCode.ATTEMPTS_EXHAUSTED.value
 LIVE = (JobStatus.OPEN, JobStatus.QUEUED, JobStatus.RUNNING)
 
 
-def record_results(
-    session: Session, job_id: str, results: Iterable[tuple[int, ImageResult]]
-) -> int:
+def record_results(session: Session, job_id: str, results: Iterable[ScoredImage]) -> int:
     """Write the results of images still pending; returns how many were written.
 
     A chunk costs a fixed handful of statements whatever its size: lock the job, lock its
@@ -45,17 +44,18 @@ def record_results(
     if job is None or job.status not in LIVE:
         return 0
     items = list(results)
-    pending = _lock_pending(session, job.id, [image_id for image_id, _ in items])
+    pending = _lock_pending(session, job.id, [result.image_id for result in items])
     now = utcnow()
     written = {ImageStatus.SUCCEEDED: 0, ImageStatus.FAILED: 0}
     rows, events = [], []
-    for image_id, result in items:
+    for result in items:
+        image_id = result.image_id
         blob_key = pending.pop(image_id, None)  # popped: a repeated id is written once
         if blob_key is None:
             continue  # already written (duplicate delivery), cancelled, or not in this job
         values = _result_values(result)
         rows.append({"id": image_id, "completed_at": now, **values})
-        events.append(_result_event(job, image_id, result.sha256 or blob_key, values))
+        events.append(_result_event(job, image_id, result.input_sha256 or blob_key, values))
         written[values["status"]] += 1
     if rows:
         _update_by_id(session, rows)
@@ -106,7 +106,7 @@ def _result_event(job: Job, image_id: int, input_sha256: str, values: dict[str, 
     )
 
 
-def _result_values(result: ImageResult) -> dict[str, Any]:
+def _result_values(result: ScoredImage) -> dict[str, Any]:
     ok = result.status == OK
     scores = dict(result.scores) if ok else None
     if scores is not None and not all(math.isfinite(v) for v in scores.values()):
@@ -193,8 +193,7 @@ def give_up(session: Session, job_id: str, images: Sequence[tuple[int, int]]) ->
     the job's status follow, and each failure is in the audit chain.
     """
     results = [
-        (image_id, ImageResult("", FAILED, error_code=EXHAUSTED, error_message=_gave_up(sent)))
-        for image_id, sent in images
+        ScoredImage.failure(image_id, EXHAUSTED, _gave_up(sent)) for image_id, sent in images
     ]
     return record_results(session, job_id, results)
 

@@ -9,7 +9,6 @@ they change, always job first, then its images: the collector takes them in the 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
@@ -17,9 +16,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.audit import append_event
-from db.blobstore import BlobInfo
 from db.job_close import close_if_done
 from db.models import ApiKey, Image, ImageStatus, Job, JobStatus, ModelVersion, utcnow
+from storage.blobstore import BlobInfo
 
 
 class JobStateError(Exception):
@@ -228,44 +227,3 @@ def results_page(
     if after_position is not None:
         query = query.where(Image.position > after_position)
     return list(session.scalars(query))
-
-
-def job_view(job: Job, now: datetime) -> dict[str, Any]:
-    """The body of ``GET /v1/jobs/<id>``: status, counts, progress and timing."""
-    processed = job.succeeded + job.failed
-    done = job.total - job.pending  # cancelled images are done too: nothing left to wait for
-    throughput = _throughput(job, processed, now)
-    running = job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
-    return {
-        "id": job.id,
-        "status": job.status.value,
-        "model": {"name": job.model_name, "version": job.model_version, "sha256": job.model_sha256},
-        "counts": {
-            "total": job.total,
-            "succeeded": job.succeeded,
-            "failed": job.failed,
-            "pending": job.pending,
-            "cancelled": job.cancelled,
-        },
-        "progress": round(done / job.total, 4) if job.total else 0.0,
-        "created_at": iso_utc(job.created_at),
-        "sealed_at": iso_utc(job.sealed_at),
-        "started_at": iso_utc(job.started_at),
-        "finished_at": iso_utc(job.finished_at),
-        "throughput_per_s": throughput,
-        "eta_s": round(job.pending / throughput, 1) if running and throughput else None,
-    }
-
-
-def _throughput(job: Job, processed: int, now: datetime) -> float | None:
-    if job.started_at is None or processed == 0:
-        return None
-    elapsed = ((job.finished_at or now) - job.started_at).total_seconds()
-    # The first result alone gives no rate: started_at is that result's own time.
-    return round(processed / elapsed, 3) if elapsed > 0 else None
-
-
-def iso_utc(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from db.settings import Settings
+from config.settings import Settings
 
 POSTGRES_ENV = "MEDFLOW_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "MEDFLOW_REQUIRE_POSTGRES"
@@ -290,7 +290,7 @@ def _redis_candidates() -> list[str]:
 @pytest.fixture
 def blob_store(tmp_path: Path) -> Any:
     """A FileBlobStore in the same directory as settings_factory's blob_url."""
-    from db.blobstore import FileBlobStore
+    from storage.blobstore import FileBlobStore
 
     return FileBlobStore(tmp_path / "blobs")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from db.settings import Settings
+from config.settings import Settings
 from workers.queues import DEFAULT_QUEUE, RESULTS_QUEUE
 
 # Imported by worker processes only (the API sends tasks by name and never imports these).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from db.settings import Settings
+from config.settings import Settings
 from workers.app import make_celery
 
 app = make_celery(Settings.from_env())

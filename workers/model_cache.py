@@ -13,7 +13,7 @@ import os
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from db.settings import Settings
+from config.settings import Settings
 
 if TYPE_CHECKING:
     from pipeline.predict import Predictor
@@ -79,7 +79,7 @@ class ModelCache:
 
 
 def _pseudonymizer(secret: str) -> Any:
-    from db.pseudonym import pseudonymize
+    from privacy.pseudonym import pseudonymize
 
     def hook(identifiers: Any) -> dict[str, str]:
         return pseudonymize(identifiers, secret)

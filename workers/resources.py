@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from db.settings import Settings
+from config.settings import Settings
 
 
 @cache
@@ -22,7 +22,7 @@ def redis_client(redis_url: str) -> Any:
 
 @cache
 def blob_store(settings: Settings) -> Any:
-    from db.blobstore import open_blob_store
+    from storage.blobstore import open_blob_store
 
     return open_blob_store(settings)
 

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 @after_setup_task_logger.connect
 def configure_worker_logging(loglevel: int | str | None = None, **_: Any) -> None:
     """Add the PHI filter to Celery's handlers, once they all exist (this signal comes last)."""
-    from db.phi import configure_logging
+    from privacy.phi import configure_logging
 
     configure_logging(settings_of(current_app), loglevel or logging.INFO)
 

@@ -19,10 +19,10 @@ from werkzeug.datastructures import FileStorage
 
 from api.errors import ApiError
 from api.extensions import services
-from db.blobstore import BlobTooLarge, BlobWriter, Spool
-from db.imports import ImportRefused, UriImportError, import_uri
 from pipeline.errors import ImageError
 from pipeline.sniff import sniff_format
+from storage.blobstore import BlobTooLarge, BlobWriter, Spool
+from storage.imports import ImportRefused, UriImportError, import_uri
 
 SNIFF_BYTES = 512  # enough for every signature sniff_format knows (DICOM's is at 128..132)
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")

@@ -13,7 +13,8 @@ from flask import Response, jsonify
 from api.auth import Caller
 from api.errors import not_found
 from api.extensions import services
-from db.jobs import get_job, job_view
+from api.job_view import job_view
+from db.jobs import get_job
 from db.models import Job
 from workers.enqueue import enqueue_images
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import click
 
 from api.commands.keys import cli_actor, cli_session
+from config.settings import Settings
 from db.anchors import read_anchors, saved_anchors, sign_head, write_anchor
 from db.audit import ChainReport, append_event, verify_chain
-from db.settings import Settings
 
 
 @click.group()

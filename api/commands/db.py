@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
+from config.settings import Settings
 from db.session import check_drift, upgrade
-from db.settings import Settings
 
 
 @click.group()

@@ -9,10 +9,10 @@ from contextlib import contextmanager
 import click
 from sqlalchemy.orm import Session
 
+from config.settings import Settings
 from db.keys import KeyNotFound, create_key, list_keys, revoke_key
 from db.models import Role
 from db.session import make_engine, make_session_factory, session_scope
-from db.settings import Settings
 
 
 def cli_actor() -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from db.settings import Settings, SettingsError
+from config.settings import Settings, SettingsError
 from pipeline.errors import ErrorCode, ModelError
 from pipeline.predict import Predictor
 from pipeline.repository import LoadedModel, ModelRepository

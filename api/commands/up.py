@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from api.stack import Stack, StackError
-from db.settings import Settings
+from config.settings import Settings
 
 
 @click.command()

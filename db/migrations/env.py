@@ -11,9 +11,9 @@ from typing import Any, Literal
 from alembic import context
 from sqlalchemy import Connection, text
 
+from config.settings import Settings
 from db.models import Base, UTCDateTime
 from db.session import make_engine
-from db.settings import Settings
 
 # An arbitrary constant: the key of the advisory lock that serialises concurrent upgrades
 # (`medflow up` and the API may both migrate at start-up).

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import redis
 
-from db.settings import REPO_ROOT, Settings
+from config.settings import REPO_ROOT, Settings
 from pipeline.limits import ImageLimits
 from tests.conftest import _REDIS_CLAIM, BACKENDS
 from tests.e2e.harness import E2EStack

@@ -29,7 +29,7 @@ from api.bootstrap import in_session
 from api.children import free_port
 from api.client import MedflowClient
 from api.stack import Stack, StackError
-from db.settings import Settings
+from config.settings import Settings
 from tests.e2e.capture import queue_messages, unacked_messages
 from workers.queues import RESULTS_QUEUE, infer_queue
 

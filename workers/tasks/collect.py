@@ -12,7 +12,7 @@ from typing import Any
 from celery import Task, shared_task
 from sqlalchemy.exc import OperationalError
 
-from pipeline.result import ImageResult
+from messages.chunk_results import ChunkResults
 from workers import resources
 from workers.app import settings_of
 
@@ -32,19 +32,13 @@ log = logging.getLogger(__name__)
     retry_jitter=True,
     max_retries=20,
 )
-def collect(self: Task, job_id: str, results: list[dict[str, Any]]) -> int:
+def collect(self: Task, message: dict[str, Any]) -> int:
     from db.collect import record_results
     from db.session import session_scope
 
-    pairs = [_pair(item) for item in results]
+    chunk = ChunkResults.from_message(message)
     # The engine is created here, lazily, in the pool process (after the fork).
     with session_scope(resources.session_factory(settings_of(self.app))) as session:
-        written = record_results(session, job_id, pairs)
-    log.info("collected %d results, %d written", len(pairs), written)
+        written = record_results(session, chunk.job_id, chunk.images)
+    log.info("collected %d results, %d written", len(chunk.images), written)
     return written
-
-
-def _pair(item: dict[str, Any]) -> tuple[int, ImageResult]:
-    data = dict(item)
-    image_id = int(data.pop("image_id"))
-    return image_id, ImageResult.from_dict(data)

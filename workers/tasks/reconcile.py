@@ -13,7 +13,7 @@ from collections.abc import Collection
 
 from celery import Task, shared_task
 
-from db.settings import Settings
+from config.settings import Settings
 from workers import resources
 from workers.app import settings_of
 from workers.enqueue import enqueue_images

@@ -23,14 +23,15 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from api.app import create_app
-from db.blobstore import FileBlobStore
+from config.settings import Settings
 from db.collect import record_results
 from db.jobs import add_images, open_job, seal_job
 from db.keys import create_key
 from db.models import ApiKey, Image, Job, ModelVersion, Role
 from db.session import make_engine, make_session_factory, session_scope
-from db.settings import Settings
 from pipeline.result import ImageResult
+from storage.blobstore import FileBlobStore
+from tests.integration.scored import scored
 
 MODEL = "tiny"
 LABELS = ["A", "B", "C"]
@@ -168,7 +169,7 @@ def finish(env: Env) -> Callable[..., None]:
             query = select(Image).where(Image.job_id == job_id).order_by(Image.position)
             images = session.scalars(query).all()
             results = [(i.id, fake_result(i, fail_first and i.position == 0)) for i in images]
-            record_results(session, job_id, results)
+            record_results(session, job_id, scored(results))
 
     return run
 

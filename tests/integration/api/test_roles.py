@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import redis
 
+from config.settings import Settings
 from db.session import make_engine, make_session_factory, upgrade
-from db.settings import Settings
 from tests.conftest import BACKENDS
 from tests.integration.api.conftest import MODEL, PNG, Env, api_settings_for, build_env, copy_sqlite
 

@@ -14,11 +14,11 @@ from typing import Any
 from sqlalchemy import event, select
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from db.blobstore import FileBlobStore, Spool
 from db.models import Image
 from db.session import session_scope
+from storage.blobstore import FileBlobStore, Spool
 from tests.integration.api.conftest import MODEL, PNG
-from tests.unit.db.test_blob_batch import FsyncLog, inode
+from tests.unit.storage.test_blob_batch import FsyncLog, inode
 
 
 def form(payloads: list[bytes], **fields: str) -> dict[str, Any]:

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine
 
+from config.settings import Settings
 from db.session import make_engine
-from db.settings import Settings
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from alembic import command
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from config.settings import Settings
 from db.session import alembic_config, make_engine, upgrade
-from db.settings import Settings
 
 INSERT = (
     "INSERT INTO audit_events (seq, occurred_at, actor, action, object_type, object_id,"

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, text
 
 from api.commands.audit import audit
 from api.commands.keys import keys
-from db.settings import Settings
+from config.settings import Settings
 from tests.integration.audit.helpers import POSTGRES_ONLY, SECRET, tamper
 
 

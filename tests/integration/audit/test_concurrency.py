@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from config.settings import Settings
 from db.audit import verify_chain
 from db.models import AuditEvent
 from db.session import make_engine, make_session_factory, session_scope
-from db.settings import Settings
 from tests.integration.audit.helpers import POSTGRES_ONLY, append_many
 
 THREADS, PER_THREAD = 8, 50

@@ -11,10 +11,10 @@ import boto3
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.blobstore import BlobInfo
 from db.jobs import add_images, open_job, seal_job
 from db.models import ApiKey, Image, Job, ModelVersion, Role
 from db.session import session_scope
+from storage.blobstore import BlobInfo
 
 Factory = sessionmaker[Session]
 

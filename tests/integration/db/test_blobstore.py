@@ -1,4 +1,4 @@
-"""db.blobstore: the filesystem store, and the S3 store against a real moto server."""
+"""storage.blobstore: the filesystem store, and the S3 store against a real moto server."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from db.blobstore import (
+from config.settings import Settings
+from storage.blobstore import (
     BlobInfo,
     BlobMissing,
     BlobTooLarge,
@@ -18,7 +19,6 @@ from db.blobstore import (
     S3BlobStore,
     open_blob_store,
 )
-from db.settings import Settings
 
 DATA = b"\x89PNG pretend image bytes" * 1000
 KEY = hashlib.sha256(DATA).hexdigest()

@@ -16,6 +16,7 @@ from db.jobs import cancel_job, get_job, owner_actor, seal_job
 from db.models import AuditEvent, Image, ImageStatus, Job, JobStatus, utcnow
 from db.session import session_scope
 from pipeline.result import FAILED, OK, ImageResult
+from tests.integration.scored import scored
 
 Factory = sessionmaker[Session]
 MakeJob = Callable[..., tuple[Job, list[Image]]]
@@ -58,9 +59,11 @@ def test_results_are_written_once(session_factory: Factory, make_job: MakeJob) -
     job, images = make_job(3)
     batch = [(images[0].id, ok()), (images[1].id, failed()), (images[0].id, ok(0.9))]
     with session_scope(session_factory) as session:
-        assert record_results(session, job.id, batch) == 2  # the in-batch duplicate is dropped
+        assert (
+            record_results(session, job.id, scored(batch)) == 2
+        )  # the in-batch duplicate is dropped
     with session_scope(session_factory) as session:
-        assert record_results(session, job.id, batch) == 0  # a redelivery changes nothing
+        assert record_results(session, job.id, scored(batch)) == 0  # a redelivery changes nothing
     stored = load(session_factory, job.id)
     assert (stored.status, stored.succeeded, stored.failed, stored.pending) == (
         JobStatus.RUNNING,
@@ -110,7 +113,7 @@ def test_a_chunk_costs_the_same_statements_whatever_its_size(
         event.listen(engine, "before_cursor_execute", count)
         try:
             with session_scope(session_factory) as session:
-                assert record_results(session, job.id, results) == size
+                assert record_results(session, job.id, scored(results)) == size
         finally:
             event.remove(engine, "before_cursor_execute", count)
         counts.append(len(statements))
@@ -135,7 +138,7 @@ def test_concurrent_collectors_count_each_image_once(
         try:
             barrier.wait()
             with session_scope(session_factory) as session:
-                written.append(record_results(session, job.id, batch))
+                written.append(record_results(session, job.id, scored(batch)))
         except BaseException as exc:
             errors.append(exc)
 
@@ -169,12 +172,12 @@ def test_final_status(
         (img.id, ok() if o == "ok" else failed()) for img, o in zip(images, outcomes, strict=True)
     ]
     with session_scope(session_factory) as session:
-        record_results(session, job.id, results[:1])
+        record_results(session, job.id, scored(results[:1]))
     running = load(session_factory, job.id)
     assert running.status == JobStatus.RUNNING and running.started_at is not None
     assert running.finished_at is None
     with session_scope(session_factory) as session:
-        record_results(session, job.id, results[1:])
+        record_results(session, job.id, scored(results[1:]))
     done = load(session_factory, job.id)
     assert done.status == final
     assert done.started_at == running.started_at  # set by the first result only
@@ -189,7 +192,9 @@ def test_final_status(
 def test_non_finite_score_fails_only_its_image(session_factory: Factory, make_job: MakeJob) -> None:
     job, images = make_job(2)
     with session_scope(session_factory) as session:
-        record_results(session, job.id, [(images[0].id, ok(float("nan"))), (images[1].id, ok())])
+        record_results(
+            session, job.id, scored([(images[0].id, ok(float("nan"))), (images[1].id, ok())])
+        )
     with session_scope(session_factory) as session:
         bad = session.get(Image, images[0].id)
         assert bad is not None
@@ -206,8 +211,8 @@ def test_an_open_job_takes_results_but_closes_only_when_sealed(
 ) -> None:
     job, images = make_job(2, seal=False)
     with session_scope(session_factory) as session:
-        assert record_results(session, job.id, [(i.id, ok()) for i in images]) == 2
-        assert record_results(session, "f" * 32, [(images[0].id, ok())]) == 0  # unknown job
+        assert record_results(session, job.id, scored([(i.id, ok()) for i in images])) == 2
+        assert record_results(session, "f" * 32, scored([(images[0].id, ok())])) == 0  # unknown job
     done = load(session_factory, job.id)
     # Nothing pending, but more images may still come: the job stays open.
     assert (done.status, done.succeeded, done.finished_at) == (JobStatus.OPEN, 2, None)
@@ -225,12 +230,12 @@ def test_a_job_sealed_mid_flight_runs_on_and_closes_on_its_last_result(
 ) -> None:
     job, images = make_job(2, seal=False)
     with session_scope(session_factory) as session:
-        record_results(session, job.id, [(images[0].id, failed())])
+        record_results(session, job.id, scored([(images[0].id, failed())]))
         assert load_in(session, job.id).status == JobStatus.OPEN
         seal_job(session, load_in(session, job.id))
     assert load(session_factory, job.id).status == JobStatus.RUNNING
     with session_scope(session_factory) as session:
-        record_results(session, job.id, [(images[1].id, ok())])
+        record_results(session, job.id, scored([(images[1].id, ok())]))
     assert load(session_factory, job.id).status == JobStatus.COMPLETED_WITH_ERRORS
 
 
@@ -254,7 +259,7 @@ def test_stale_pending_and_mark_enqueued(session_factory: Factory, make_job: Mak
     long_ago = utcnow() - timedelta(minutes=10)
     with session_scope(session_factory) as session:
         session.execute(update(Image).values(enqueued_at=long_ago))
-        record_results(session, live.id, [(live_images[0].id, ok())])
+        record_results(session, live.id, scored([(live_images[0].id, ok())]))
         cancel_job(session, cancelled, "key:1")
     with session_scope(session_factory) as session:
         stale = stale_pending(session, older_than_s=300, limit=10)
@@ -278,7 +283,7 @@ def test_result_rows_keep_what_the_worker_sent(session_factory: Factory, make_jo
     result.positive, result.format, result.width, result.height = ["mass"], "png", 640, 480
     result.timings_ms, result.facts = {"decode": 1.5}, {"modality": "CR"}
     with session_scope(session_factory) as session:
-        record_results(session, job.id, [(images[0].id, result)])
+        record_results(session, job.id, scored([(images[0].id, result)]))
     with session_scope(session_factory) as session:
         row = session.get(Image, images[0].id)
         assert row is not None

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import redis
 
-from db.blobstore import FileBlobStore, open_blob_store
-from db.settings import Settings
+from config.settings import Settings
+from storage.blobstore import FileBlobStore, open_blob_store
 
 
 def test_redis_url_is_claimed_for_this_session(redis_url: str) -> None:

@@ -1,4 +1,4 @@
-"""db.imports: file:// only under the import roots (however the path is spelled), s3:// via moto."""
+"""storage.imports: file:// only under the import roots (however spelled), s3:// via moto."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from db.blobstore import FileBlobStore
-from db.imports import ImportFailed, ImportRefused, import_uri
-from db.settings import Settings
+from config.settings import Settings
 from pipeline.limits import ImageLimits
+from storage.blobstore import FileBlobStore
+from storage.imports import ImportFailed, ImportRefused, import_uri
 
 DATA = b"DICM pretend image" * 100
 

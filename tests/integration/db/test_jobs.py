@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.job_view import job_view
 from db.audit import verify_chain
 from db.collect import record_results
 from db.jobs import (
@@ -18,7 +19,6 @@ from db.jobs import (
     add_images,
     cancel_job,
     get_job,
-    job_view,
     list_jobs,
     open_job,
     results_page,
@@ -28,6 +28,7 @@ from db.models import ApiKey, AuditEvent, Image, ImageStatus, Job, JobStatus, Mo
 from db.session import session_scope
 from pipeline.result import ImageResult
 from tests.integration.db.conftest import blob
+from tests.integration.scored import scored
 
 Factory = sessionmaker[Session]
 
@@ -119,7 +120,7 @@ def test_cancel_keeps_results_and_ignores_later_ones(
 ) -> None:
     job, images = make_job(3)
     with session_scope(session_factory) as session:
-        record_results(session, job.id, [(images[0].id, ImageResult("r", "ok", scores={}))])
+        record_results(session, job.id, scored([(images[0].id, ImageResult("r", "ok", scores={}))]))
     with session_scope(session_factory) as session:
         cancelled = cancel_job(session, get_job(session, job.id), "key:99")
     assert cancelled.status == JobStatus.CANCELLED
@@ -127,7 +128,7 @@ def test_cancel_keeps_results_and_ignores_later_ones(
     assert cancelled.finished_at is not None
     with session_scope(session_factory) as session:
         late = [(images[1].id, ImageResult("r", "ok", scores={}))]
-        assert record_results(session, job.id, late) == 0
+        assert record_results(session, job.id, scored(late)) == 0
         statuses = session.scalars(select(Image.status).order_by(Image.position)).all()
         assert statuses == [ImageStatus.SUCCEEDED, ImageStatus.CANCELLED, ImageStatus.CANCELLED]
         with pytest.raises(JobStateError) as again:
@@ -141,7 +142,7 @@ def test_job_view(session_factory: Factory, make_job: Callable[..., Any]) -> Non
     job, images = make_job(4)
     with session_scope(session_factory) as session:
         results = [(i.id, ImageResult("r", "ok", scores={"x": 0.5})) for i in images[:2]]
-        record_results(session, job.id, results)
+        record_results(session, job.id, scored(results))
         job = get_job(session, job.id)
     assert job is not None and job.started_at is not None
     view = job_view(job, job.started_at + timedelta(seconds=4))
@@ -173,7 +174,7 @@ def test_results_page_and_list_jobs(
 def test_audit_chain_holds_no_refs(session_factory: Factory, make_job: Callable[..., Any]) -> None:
     job, images = make_job(2)
     with session_scope(session_factory) as session:
-        record_results(session, job.id, [(i.id, ImageResult("r", "ok")) for i in images])
+        record_results(session, job.id, scored([(i.id, ImageResult("r", "ok")) for i in images]))
     with session_scope(session_factory) as session:
         assert verify_chain(session).ok
     text = repr([(e.payload, e.object_id) for e in events(session_factory)])

@@ -9,9 +9,9 @@ from alembic import command
 from sqlalchemy import Column, Integer, MetaData, inspect, text
 from sqlalchemy.exc import IntegrityError
 
+from config.settings import Settings
 from db.models import Base
 from db.session import alembic_config, check_drift, make_engine, upgrade
-from db.settings import Settings
 
 TABLES = {"api_keys", "model_versions", "jobs", "images", "audit_events"}
 

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from config.settings import Settings
 from db.models import AuditEvent, Image, ImageStatus, Job, JobStatus, utcnow
 from db.session import session_scope
-from db.settings import Settings
 from workers.tasks.reconcile import claim_stale, fail_exhausted
 
 Factory = sessionmaker[Session]

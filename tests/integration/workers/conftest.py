@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import redis
 
-from db.settings import Settings
+from config.settings import Settings
 from tests.integration.workers.helpers import MODEL
 
 
@@ -81,6 +81,6 @@ def celery_app(worker_settings: Settings) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def store(worker_settings: Settings) -> Any:
-    from db.blobstore import open_blob_store
+    from storage.blobstore import open_blob_store
 
     return open_blob_store(worker_settings)

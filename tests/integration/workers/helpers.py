@@ -22,7 +22,7 @@ from typing import Any
 import redis
 
 from api.stack_env import settings_to_env
-from db.settings import REPO_ROOT, Settings
+from config.settings import REPO_ROOT, Settings
 from workers.queues import RESULTS_QUEUE, infer_queue
 
 MODEL = "tiny"
@@ -129,7 +129,7 @@ def collect_messages(
     deadline = time.monotonic() + timeout_s
     while True:
         messages = [decode_message(raw) for raw in broker.lrange(RESULTS_QUEUE, 0, -1)]
-        mine = [m for m in messages if m["args"] and m["args"][0] == job_id]
+        mine = [m for m in messages if m["args"] and m["args"][0]["job_id"] == job_id]
         if len(mine) >= count or time.monotonic() > deadline:
             return mine
         time.sleep(0.2)

@@ -15,7 +15,7 @@ import redis
 from PIL import Image
 
 from bench.writers import encode
-from db.settings import Settings
+from config.settings import Settings
 from tests.integration.workers.helpers import WorkerProcess, collect_messages
 from workers.cancel import mark_cancelled
 from workers.enqueue import enqueue_images
@@ -53,7 +53,7 @@ def job_id() -> str:
 
 
 def results_by_id(message: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    return {item["image_id"]: item for item in message["args"][1]}
+    return {item["image_id"]: item for item in message["args"][0]["images"]}
 
 
 def test_chunk_results_reach_the_results_queue_with_ids_only(
@@ -76,7 +76,8 @@ def test_chunk_results_reach_the_results_queue_with_ids_only(
     assert set(results[10]["scores"]) == {"A", "B", "C"}
     assert all("fetch" in r["timings_ms"] for r in results.values() if r["status"] == "ok")
     # The worker names images by id; it never knew a ref, and identifiers leave as pseudonyms.
-    assert [r["ref"] for r in results.values()] == ["10", "11", "12"]
+    assert all("ref" not in r for r in results.values())
+    assert results[10]["input_sha256"] == blobs[0].key
     assert any("pseudonym" in key for key in results[10]["facts"])
     raw = message["raw"].decode("utf-8", "replace")
     assert f"SYN{PATIENT_INDEX}" not in raw and f"SYNTH^{PATIENT_INDEX}" not in raw

@@ -7,7 +7,7 @@ from dataclasses import replace
 import redis
 from kombu import Connection
 
-from db.settings import Settings
+from config.settings import Settings
 from workers.tasks.reconcile import queued_models
 
 

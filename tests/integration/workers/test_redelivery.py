@@ -22,7 +22,7 @@ import pytest
 import redis
 from PIL import Image
 
-from db.settings import Settings
+from config.settings import Settings
 from tests.integration.workers.helpers import WorkerProcess, collect_messages
 from workers.enqueue import enqueue_images
 
@@ -101,7 +101,7 @@ def test_killed_pool_process_requeues_its_chunk(
     os.close(writer)
 
     (message,) = collect_messages(broker, job, timeout_s=60)
-    assert message["args"][1][0]["status"] == "ok"
+    assert message["args"][0]["images"][0]["status"] == "ok"
     assert "WorkerLostError" in worker.text()
 
 
@@ -133,5 +133,5 @@ def test_chunk_of_a_killed_worker_is_redelivered_after_the_visibility_timeout(
     workers.append(second)
     (message,) = collect_messages(broker, job, timeout_s=60)
 
-    assert message["args"][1][0]["image_id"] == 1
+    assert message["args"][0]["images"][0]["image_id"] == 1
     assert time.monotonic() - killed_at < 60

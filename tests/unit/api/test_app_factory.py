@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from api.app import create_app
 from api.openapi import DOCUMENT
-from db.settings import Settings
+from config.settings import Settings
 
 NOWHERE = replace(
     Settings(),

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from api.stack import API_THREADS, API_WORKERS, Stack
+from config.settings import REPO_ROOT, Settings
 from db.session import POOL_SIZE
-from db.settings import REPO_ROOT, Settings
 
 DEPLOY_FILES = [REPO_ROOT / "docker-compose.yml", REPO_ROOT / "deploy" / "k8s" / "api.yaml"]
 

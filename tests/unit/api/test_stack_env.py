@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from api.stack_env import WORKER_MALLOC_ENV, settings_to_env
-from db.settings import Settings
+from config.settings import Settings
 from pipeline.limits import ImageLimits
 
 

@@ -14,8 +14,8 @@ from flask import Flask, request
 from api.client import MultipartBody
 from api.errors import register_error_handlers
 from api.upload import UploadRequest
-from db.blobstore import FileBlobStore, FileSpool
-from db.settings import Settings
+from config.settings import Settings
+from storage.blobstore import FileBlobStore, FileSpool
 
 
 def upload_app(store: FileBlobStore) -> Flask:

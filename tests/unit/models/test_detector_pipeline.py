@@ -14,7 +14,7 @@ import pytest
 from bench.scoring import roc_auc
 from bench.synthetic import render_chest
 from bench.writers import DICOM_VARIANTS, IMAGE_VARIANTS, encode, variant_format
-from db.settings import REPO_ROOT
+from config.settings import REPO_ROOT
 from pipeline.predict import Predictor
 from pipeline.repository import ModelRepository
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from db.settings import Settings
+from config.settings import Settings
 from workers.app import chunk_time_limits, make_celery
 
 

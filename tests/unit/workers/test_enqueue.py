@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from celery.signals import before_task_publish
 
-from db.settings import Settings
+from config.settings import Settings
 from workers.app import make_celery
 from workers.enqueue import chunked, enqueue_images
 from workers.queues import infer_queue, model_name_of

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from db.blobstore import FileBlobStore
-from db.settings import Settings
+from config.settings import Settings
 from pipeline.predict import Predictor
+from storage.blobstore import FileBlobStore
 from workers import model_cache
 from workers.tasks.infer import run_chunk
 
@@ -69,7 +69,7 @@ def test_blobs_are_fetched_a_batch_at_a_time(
     keys = store_pngs(settings, 10)
     results = run_chunk(settings, model, list(enumerate(keys)))
 
-    assert [result.status for _, result in results] == ["ok"] * 10
+    assert [result.status for result in results] == ["ok"] * 10
     # Never more than one batch fetched ahead of the predictor.
     fetched_ahead = peak = 0
     for kind, count in trace:
@@ -86,9 +86,9 @@ def test_a_missing_blob_fails_alone_in_its_batch(
 ) -> None:
     keys = store_pngs(settings, 3)
     items = [(1, keys[0]), (2, MISSING_KEY), (3, keys[1]), (4, keys[2])]
-    results = dict(run_chunk(settings, "tiny", items))
+    results = {result.image_id: result for result in run_chunk(settings, "tiny", items)}
 
     assert [results[i].status for i in (1, 2, 3, 4)] == ["ok", "failed", "ok", "ok"]
     assert results[2].error_code == "BLOB_MISSING"
-    assert results[3].sha256 == keys[1]  # the blob key, not a second hash of the bytes
+    assert results[3].input_sha256 == keys[1]  # the blob key, not a second hash of the bytes
     assert "fetch" in results[3].timings_ms

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from db.phi import PhiRedactingFilter, configure_logging, redact
-from db.settings import Settings
+from config.settings import Settings
+from privacy.phi import PhiRedactingFilter, configure_logging, redact
 
 NAME = "DOE^JOHN"
 UID = "1.2.826.0.1.3680043.8.498.1234567890123"

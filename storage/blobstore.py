@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from db.settings import Settings
+from config.settings import Settings
 
 CHUNK = 1024 * 1024
 # Spools of the S3 store: bigger ones go to a temp file. A request's uploads are all spooled

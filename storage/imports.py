@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from db.blobstore import BlobInfo, BlobTooLarge, BlobWriter, s3_client
-from db.settings import Settings
+from config.settings import Settings
+from storage.blobstore import BlobInfo, BlobTooLarge, BlobWriter, s3_client
 
 
 class UriImportError(Exception):

@@ -1,4 +1,4 @@
-"""db.blobstore batches and spools: blobs synced together at the end, invisible until then."""
+"""storage.blobstore batches and spools: blobs synced together at the end, invisible until then."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from db.blobstore import BlobMissing, BlobTooLarge, FileBlobStore, Spool
+from storage.blobstore import BlobMissing, BlobTooLarge, FileBlobStore, Spool
 
 A, B, C = (bytes([n]) * 300_000 + bytes([n, 1, 2]) for n in range(3))
 _REAL_FSYNC = os.fsync

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from db.pseudonym import pseudonymize
+from privacy.pseudonym import pseudonymize
 
 IDS = {"patient_id": "PAT-001", "study_uid": "1.2.3.4.5.6", "sop_uid": "1.2.3.4.5.6.7"}
 

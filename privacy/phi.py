@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 
-from db.settings import Settings
+from config.settings import Settings
 
 PN = re.compile(r"[\w'.\-]*\w\^[\w'.\-^]*")
 UID = re.compile(r"(?<![\w.])[0-2](?:\.(?:0|[1-9]\d*)){4,}(?!\.?\d)")
