@@ -39,6 +39,10 @@ NUMBER_VARS = {
     "reconcile_interval_s": "MEDFLOW_RECONCILE_INTERVAL_S",
     "max_attempts": "MEDFLOW_MAX_ATTEMPTS",
     "max_request_bytes": "MEDFLOW_MAX_REQUEST_BYTES",
+    # A bad image fails alone (issue 13)
+    "chunk_start_limit": "MEDFLOW_CHUNK_START_LIMIT",
+    "image_time_limit_s": "MEDFLOW_IMAGE_TIME_LIMIT_S",
+    "fault_hooks": "MEDFLOW_FAULT_HOOKS",
 }
 LIMIT_VARS = {
     "max_bytes": "MEDFLOW_MAX_IMAGE_BYTES",
@@ -70,7 +74,7 @@ class Settings:
     intra_op_threads: int = 1
     worker_concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
     visibility_timeout_s: int = 3600  # Redis redelivers an unacked chunk after this
-    chunk_time_limit_s: int = 600
+    chunk_time_limit_s: int = 120  # a chunk takes seconds; a hung one is cut at this
     pending_timeout_s: int = 300  # the reconciler re-queues images pending longer than this
     reconcile_interval_s: int = 30
     # Sends of one image before the reconciler gives up on it (ATTEMPTS_EXHAUSTED): a chunk
@@ -83,6 +87,13 @@ class Settings:
     rate_limit: str = "1200/minute"
     max_request_bytes: int = 512 * 1024 * 1024
     limits: ImageLimits = field(default_factory=ImageLimits)
+    # A bad image fails alone (issue 13). A chunk started more than chunk_start_limit times (its
+    # process died each time) is split: each image is retried alone, with image_time_limit_s as
+    # its hard limit, and one that still kills or hangs its process fails by itself.
+    chunk_start_limit: int = 2
+    image_time_limit_s: int = 60
+    # Test only (MEDFLOW_ENV=test): images carrying a fault marker kill or hang their worker.
+    fault_hooks: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -123,6 +134,10 @@ class Settings:
             raise SettingsError("MEDFLOW_MAX_ATTEMPTS must be >= 1")
         if self.visibility_timeout_s <= self.chunk_time_limit_s:
             raise SettingsError("MEDFLOW_VISIBILITY_TIMEOUT_S must exceed the chunk time limit")
+        if self.chunk_start_limit < 1 or self.image_time_limit_s < 2:
+            raise SettingsError("MEDFLOW_CHUNK_START_LIMIT >= 1, MEDFLOW_IMAGE_TIME_LIMIT_S >= 2")
+        if self.fault_hooks and self.env != "test":
+            raise SettingsError("MEDFLOW_FAULT_HOOKS is for tests only (MEDFLOW_ENV=test)")
 
     @property
     def is_sqlite(self) -> bool:

@@ -39,6 +39,9 @@ class ErrorCode(StrEnum):
     INFERENCE_FAILED = "INFERENCE_FAILED"
     ATTEMPTS_EXHAUSTED = "ATTEMPTS_EXHAUSTED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    # A bad image fails alone: retried by itself, it still killed or hung its worker process
+    WORKER_CRASHED = "WORKER_CRASHED"
+    TIMED_OUT = "TIMED_OUT"
 
 
 class ImageError(Exception):

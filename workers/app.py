@@ -17,6 +17,7 @@ WORKER_MODULES = (
 # Collect and reconcile are short transactions: a hung one is killed (and its message redelivered)
 # well within the visibility timeout.
 COLLECT_TIME_LIMIT_S = 120
+WORKER_START_TIMEOUT_S = 300.0
 
 
 class MedflowCelery(Celery):
@@ -45,6 +46,12 @@ def chunk_time_limits(settings: Settings) -> tuple[int, int]:
     return max(1, hard - max(5, hard // 10)), hard
 
 
+def image_time_limits(settings: Settings) -> tuple[int, int]:
+    """(soft, hard) of an image retried alone, after its chunk kept dying or timed out."""
+    hard = settings.image_time_limit_s
+    return max(1, hard - max(1, hard // 10)), hard
+
+
 def _config(settings: Settings) -> dict[str, object]:
     soft, hard = chunk_time_limits(settings)
     short = min(COLLECT_TIME_LIMIT_S, hard)
@@ -66,6 +73,9 @@ def _config(settings: Settings) -> dict[str, object]:
         # One chunk at a time per process: a prefetched chunk would wait behind a slow one while
         # another worker sits idle, and would be redelivered late if this worker dies.
         "worker_prefetch_multiplier": 1,
+        # A pool process loads its model before it reports itself up; Celery's default (4 s)
+        # kills a process that loads slowly (a big model, a busy host) and starts another.
+        "worker_proc_alive_timeout": WORKER_START_TIMEOUT_S,
         "broker_transport_options": _transport_options(settings),
         # A lost broker connection means the unacked chunk will be redelivered anyway: stop
         # working on it instead of producing a second copy of its results (Celery 6 default).

@@ -10,11 +10,14 @@ import logging
 from typing import Any
 
 from celery import Task, shared_task
+from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
+from config.settings import Settings
 from messages.chunk_results import ChunkResults
 from workers import resources
 from workers.app import settings_of
+from workers.chunk_ledger import mark_final
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,20 @@ def collect(self: Task, message: dict[str, Any]) -> int:
 
     chunk = ChunkResults.from_message(message)
     # The engine is created here, lazily, in the pool process (after the fork).
-    with session_scope(resources.session_factory(settings_of(self.app))) as session:
+    settings = settings_of(self.app)
+    with session_scope(resources.session_factory(settings)) as session:
         written = record_results(session, chunk.job_id, chunk.images)
+    note_final(settings, chunk)
     log.info("collected %d results, %d written", len(chunk.images), written)
     return written
+
+
+def note_final(settings: Settings, chunk: ChunkResults) -> None:
+    """After the commit, every image of the message is final (written now or before): workers
+    skip them in any copy of their chunk still circulating. A hint only, so a Redis error is
+    logged and the result stands."""
+    image_ids = [image.image_id for image in chunk.images]
+    try:
+        mark_final(resources.redis_client(settings.redis_url), chunk.job_id, image_ids)
+    except RedisError as exc:
+        log.warning("could not note final images in Redis: %s", type(exc).__name__)

@@ -1,27 +1,33 @@
 """``medflow.infer_chunk``: fetch a chunk's blobs, run the model, send the results onward.
 
-A broken image is a result with an error code, never a task failure, so nothing here retries
-an image. Logs carry counts only: never a ref, a blob key or an identifier from an image.
+A broken image is a result with an error code, never a task failure. An image that kills or
+hangs its process is another matter: the chunk's starts are counted in Redis, and a chunk that
+keeps dying or times out is split into single-image tasks, so that image fails alone
+(WORKER_CRASHED, TIMED_OUT) and its mates complete. Logs carry counts only: never a ref, a
+blob key or an identifier from an image.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from celery import Task, shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery import Celery, Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from config.settings import Settings
 from messages.chunk_results import ChunkResults
 from messages.scored_image import ScoredImage
 from pipeline.errors import ErrorCode
 from pipeline.result import FAILED, ImageResult
-from workers import model_cache, resources
-from workers.app import settings_of
+from workers import fault_hooks, model_cache, resources
+from workers.app import image_time_limits, settings_of
 from workers.cancel import is_cancelled
-from workers.queues import RESULTS_QUEUE
+from workers.chunk_ledger import count_start, forget_starts, not_final
+from workers.enqueue import INFER_TASK
+from workers.queues import RESULTS_QUEUE, infer_queue, model_name_of
 
 if TYPE_CHECKING:  # onnxruntime must not load in the worker's parent process (not fork-safe)
     from pipeline.predict import Predictor
@@ -31,40 +37,142 @@ log = logging.getLogger(__name__)
 COLLECT_TASK = "medflow.collect"
 
 
-@shared_task(name="medflow.infer_chunk", bind=True, ignore_result=True, acks_late=True)
+class InferTask(Task):
+    """Handles the hard time limit: Celery kills the pool process and calls this in the worker's
+    main process (where a hang the soft limit could not interrupt ends up)."""
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        if not isinstance(exc, TimeLimitExceeded):
+            return
+        job_id, model_ref, items = args
+        log.warning("chunk of %d images killed at its hard time limit", len(items))
+        todo = [(int(i), str(k)) for i, k in items]
+        abandon(self.app, task_id, job_id, model_ref, todo, ErrorCode.TIMED_OUT, 1)
+
+
+@shared_task(
+    name="medflow.infer_chunk", bind=True, base=InferTask, ignore_result=True, acks_late=True
+)
 def infer_chunk(self: Task, job_id: str, model_ref: str, items: list[list[Any]]) -> None:
-    # Time limits come from Settings through the app's task_annotations (workers/app.py).
+    # Time limits come from Settings through the app's task_annotations (workers/app.py), or,
+    # for an image retried alone, from the message (isolate below).
     settings = settings_of(self.app)
-    if is_cancelled(resources.redis_client(settings.redis_url), job_id):
+    client = resources.redis_client(settings.redis_url)
+    if is_cancelled(client, job_id):
         log.info("chunk of %d images skipped: job cancelled", len(items))
         return
+    todo = not_final(client, job_id, [(int(i), str(k)) for i, k in items])
+    if not todo:
+        log.info("chunk of %d images skipped: all written already", len(items))
+        return
+    starts = count_start(client, str(self.request.id))
+    if starts > settings.chunk_start_limit:
+        # Every earlier start died with its process (acks-late put the message back each time).
+        log.warning("chunk of %d images started %d times: giving up on it", len(todo), starts)
+        code = ErrorCode.WORKER_CRASHED
+        abandon(self.app, self.request.id, job_id, model_ref, todo, code, starts - 1)
+        return
+    sender = BatchSender(self, job_id)
     started = time.perf_counter()
-    results = run_chunk(settings, model_ref, [(int(i), str(k)) for i, k in items])
-    chunk = ChunkResults(job_id=job_id, chunk_id=str(self.request.id), images=tuple(results))
+    try:
+        run_chunk(settings, model_ref, todo, sender.send)
+    except SoftTimeLimitExceeded:
+        left = [item for item in todo if item[0] not in sender.sent]
+        log.warning("chunk timed out with %d of %d images unfinished", len(left), len(todo))
+        abandon(self.app, self.request.id, job_id, model_ref, left, ErrorCode.TIMED_OUT, starts)
+    else:
+        forget_starts(client, str(self.request.id))
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    log.info("chunk of %d images: %d failed, %.0f ms", len(todo), sender.failed, elapsed_ms)
+
+
+class BatchSender:
+    """Sends each model batch's results to the collector as soon as they exist, so the images
+    done before one that hangs or kills the process are not lost with it."""
+
+    def __init__(self, task: Task, job_id: str) -> None:
+        self.app, self.chunk_id, self.job_id = task.app, str(task.request.id), job_id
+        self.sent: set[int] = set()
+        self.failed = 0
+
+    def send(self, results: list[ScoredImage]) -> None:
+        send_results(self.app, self.chunk_id, self.job_id, results)
+        self.sent.update(result.image_id for result in results)
+        self.failed += sum(result.status == FAILED for result in results)
+
+
+def send_results(app: Celery, chunk_id: str, job_id: str, results: list[ScoredImage]) -> None:
+    chunk = ChunkResults(job_id=job_id, chunk_id=chunk_id, images=tuple(results))
     # Flower shows a task's argsrepr to every operator; scores are clinical data, so it gets
     # a count instead (the message body still carries the results).
     summary = f"({job_id!r}, <{len(results)} results>)"
-    message = chunk.to_message()
-    self.app.send_task(COLLECT_TASK, args=[message], queue=RESULTS_QUEUE, argsrepr=summary)
-    failed = sum(result.status == FAILED for result in results)
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    log.info("chunk of %d images: %d failed, %.0f ms", len(items), failed, elapsed_ms)
+    app.send_task(COLLECT_TASK, args=[chunk.to_message()], queue=RESULTS_QUEUE, argsrepr=summary)
+
+
+def abandon(
+    app: Celery,
+    chunk_id: str,
+    job_id: str,
+    model_ref: str,
+    items: list[tuple[int, str]],
+    code: ErrorCode,
+    n: int,
+) -> None:
+    """A chunk that cannot finish. Alone, its image fails with ``code``; with mates, every
+    image is retried by itself, so the one at fault fails alone and the others complete."""
+    if len(items) > 1:
+        isolate(app, job_id, model_ref, items)
+        return
+    message = _ABANDONED[code].format(n=n, limit=image_time_limits(settings_of(app))[1])
+    send_results(app, chunk_id, job_id, [ScoredImage.failure(items[0][0], code, message)])
+
+
+_ABANDONED = {
+    ErrorCode.WORKER_CRASHED: "the worker process died {n} times on this image, retried alone",
+    ErrorCode.TIMED_OUT: "no result within the time limit ({limit} s alone)",
+}
+
+
+def isolate(app: Celery, job_id: str, model_ref: str, items: list[tuple[int, str]]) -> None:
+    """One single-image task per image, on the short per-image time limits. This task then
+    returns and is acked: the new messages replace it, they do not add to it."""
+    soft, hard = image_time_limits(settings_of(app))
+    queue = infer_queue(model_name_of(model_ref))
+    with app.producer_or_acquire() as producer:
+        for image_id, blob_key in items:
+            app.send_task(
+                INFER_TASK,
+                args=[job_id, model_ref, [[image_id, blob_key]]],
+                queue=queue,
+                producer=producer,
+                soft_time_limit=soft,
+                time_limit=hard,
+            )
+    log.warning("chunk split: %d images retried one at a time", len(items))
 
 
 def run_chunk(
-    settings: Settings, model_ref: str, items: list[tuple[int, str]]
+    settings: Settings,
+    model_ref: str,
+    items: list[tuple[int, str]],
+    report: Callable[[list[ScoredImage]], None] | None = None,
 ) -> list[ScoredImage]:
     """Results in input order; a blob that cannot be fetched fails its image alone.
 
     Blobs are fetched one model batch at a time, just before they are predicted: a chunk of
     16 full-size DICOMs fetched up front would hold 250 MB per process, and the heap keeps
-    the high-water mark of the largest chunk it has seen.
+    the high-water mark of the largest chunk it has seen. Each batch's results go to
+    ``report`` as soon as they exist.
     """
     predictor = model_cache.process_cache(settings).get(model_ref)
     results: dict[int, ScoredImage] = {}
     step = max(1, int(predictor.card.batch_size))
     for start in range(0, len(items), step):
-        results.update(run_batch(settings, predictor, items[start : start + step]))
+        batch = items[start : start + step]
+        done = run_batch(settings, predictor, batch)
+        results.update(done)
+        if report is not None:
+            report([done[image_id] for image_id, _ in batch])
     return [results[image_id] for image_id, _ in items]
 
 
@@ -78,6 +186,8 @@ def run_batch(
         if isinstance(outcome, ScoredImage):
             results[image_id] = outcome
         else:
+            if settings.fault_hooks:
+                fault_hooks.trip(outcome[0])
             fetched[image_id] = outcome
     blob_keys = dict(items)
     for image_id, result in zip(fetched, predict(predictor, fetched), strict=True):

@@ -32,6 +32,9 @@ def test_round_trip_of_every_field(tmp_path: Path) -> None:
         secret_key="k" * 40,
         rate_limit="10/second",
         max_request_bytes=1234,
+        chunk_start_limit=3,
+        image_time_limit_s=20,
+        fault_hooks=1,
         limits=ImageLimits(max_bytes=99, min_side=8, max_side=512, max_pixels=512 * 512),
     )
     assert Settings.from_env(settings_to_env(settings)) == settings

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from config.settings import Settings
-from workers.app import chunk_time_limits, make_celery
+import pytest
+
+from config.settings import Settings, SettingsError
+from workers.app import chunk_time_limits, image_time_limits, make_celery
 
 
 def test_reliability_settings() -> None:
@@ -19,6 +21,8 @@ def test_reliability_settings() -> None:
     assert conf.task_default_queue != "celery"
     assert conf.task_routes["medflow.collect"] == {"queue": "results"}
     assert conf.beat_schedule["reconcile"]["task"] == "medflow.reconcile"
+    # A pool process loading its model is not killed by Celery's 4 s start-up default.
+    assert conf.worker_proc_alive_timeout >= 60
 
 
 def test_time_limits_are_ordered_and_under_the_visibility_timeout() -> None:
@@ -32,3 +36,15 @@ def test_secret_settings_stay_out_of_the_celery_conf() -> None:
     app = make_celery(settings)
     assert app.settings.secret_key == "s" * 40
     assert "s" * 40 not in repr(dict(app.conf))
+
+
+def test_an_image_alone_gets_a_shorter_limit_than_its_chunk_by_default() -> None:
+    settings = Settings(env="test")
+    soft, hard = image_time_limits(settings)
+    assert 0 < soft < hard == settings.image_time_limit_s < settings.chunk_time_limit_s
+
+
+def test_fault_hooks_are_refused_outside_tests() -> None:
+    Settings.from_env({"MEDFLOW_ENV": "test", "MEDFLOW_FAULT_HOOKS": "1"})
+    with pytest.raises(SettingsError, match="FAULT_HOOKS"):
+        Settings.from_env({"MEDFLOW_ENV": "development", "MEDFLOW_FAULT_HOOKS": "1"})
