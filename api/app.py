@@ -15,6 +15,7 @@ from api.openapi import bp as openapi_bp
 from api.upload import UploadRequest
 from config.settings import Settings
 from db.jobs import JobStateError
+from db.model_registry import ModelNotFound
 
 BLUEPRINTS = (job_submit, job_read, models, audit, health, metrics)
 
@@ -31,6 +32,7 @@ def create_app(settings: Settings, celery: Any | None = None) -> Flask:
     app.register_blueprint(openapi_bp)
     register_error_handlers(app)
     app.register_error_handler(JobStateError, _job_state_error)
+    app.register_error_handler(ModelNotFound, _model_not_found)
     for unavailable in (OperationalError, redis.ConnectionError, redis.TimeoutError):
         app.register_error_handler(unavailable, _unavailable)
     return app
@@ -39,6 +41,10 @@ def create_app(settings: Settings, celery: Any | None = None) -> Flask:
 def _job_state_error(exc: JobStateError) -> Response:
     # The job exists and the caller may act on it, but not in its current state.
     return handle_api_error(ApiError(exc.code, exc.message, 409))
+
+
+def _model_not_found(exc: ModelNotFound) -> Response:
+    return handle_api_error(ApiError(exc.code, "no such model or version", 404, {"model": exc.ref}))
 
 
 def _unavailable(exc: Exception) -> Response:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from flask import Flask, Response, current_app, g, request
@@ -19,6 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.ratelimit import RateLimiter
 from config.settings import Settings
+
+if TYPE_CHECKING:
+    from intake.service import Intake
 
 EXTENSION = "medflow"
 REQUEST_SESSION = "medflow_read_session"  # the flask.g attribute of request_session()
@@ -43,6 +46,7 @@ class Services:
     celery: Any  # celery.Celery
     redis: redis.Redis
     limiter: RateLimiter
+    intake: Intake  # stores blobs, writes job rows, sends after commit (views call only this)
 
 
 def services() -> Services:
@@ -77,6 +81,7 @@ def init_app(
     # Imported here: these modules are heavy (boto3, Celery) and an app factory should not make
     # importing `api.app` cost them.
     from db.session import make_engine, make_read_session_factory, make_session_factory
+    from intake.service import Intake
     from storage.blobstore import open_blob_store
 
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
@@ -89,14 +94,17 @@ def init_app(
     engine = make_engine(settings)
     # The limiter's client gives up sooner: it fails open, and every request waits for it.
     limits = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    blobs = open_blob_store(settings)
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
     found = Services(
         settings=settings,
         sessions=make_session_factory(engine),
         readers=make_read_session_factory(engine),
-        blobs=open_blob_store(settings),
+        blobs=blobs,
         celery=celery,
-        redis=redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2),
+        redis=client,
         limiter=RateLimiter(limits, settings.rate_limit, rate_key),
+        intake=Intake(settings, blobs, celery, client),
     )
     app.extensions[EXTENSION] = found
     found.limiter.init_app(app)

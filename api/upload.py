@@ -49,8 +49,7 @@ class UploadFormParser(FormDataParser):
 
 def new_spool() -> Any:
     # The spool drops bytes past the limit; intake refuses the file (413) when it stores it.
-    state = services()
-    return state.blobs.spool(state.settings.limits.max_bytes)
+    return services().intake.new_spool()
 
 
 class UploadRequest(Request):

@@ -43,6 +43,9 @@ NUMBER_VARS = {
     "chunk_start_limit": "MEDFLOW_CHUNK_START_LIMIT",
     "image_time_limit_s": "MEDFLOW_IMAGE_TIME_LIMIT_S",
     "fault_hooks": "MEDFLOW_FAULT_HOOKS",
+    # Outbox dispatcher (webhooks, SR delivery)
+    "outbox_interval_s": "MEDFLOW_OUTBOX_INTERVAL_S",
+    "outbox_max_attempts": "MEDFLOW_OUTBOX_MAX_ATTEMPTS",
 }
 LIMIT_VARS = {
     "max_bytes": "MEDFLOW_MAX_IMAGE_BYTES",
@@ -94,6 +97,10 @@ class Settings:
     image_time_limit_s: int = 60
     # Test only (MEDFLOW_ENV=test): images carrying a fault marker kill or hang their worker.
     fault_hooks: int = 0
+    # Outbox dispatcher (webhooks, SR delivery): how often it sends what is due, and the
+    # attempts (with exponential backoff, capped at an hour) before a message is left DEAD.
+    outbox_interval_s: int = 5
+    outbox_max_attempts: int = 20
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -2,7 +2,9 @@
 
 Two paths reach it. Usually the collector writes a sealed job's last result; but images are
 processed while a job is still open, so a job can also have nothing left to wait for at the
-moment it is sealed. Both close the job the same way, with the same audit event.
+moment it is sealed. Both close the job the same way, with the same audit event. Every close
+(these two, and a cancel in db/jobs.py) also writes the ``job.finished`` outbox event in the
+same transaction, for what must tell the outside world (webhooks, SR delivery).
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from db import outbox
 from db.audit import append_event
 from db.models import Job, JobStatus
+
+JOB_FINISHED = "job.finished"  # the outbox kind
 
 
 def close_if_done(session: Session, job: Job, now: datetime, actor: str) -> bool:
@@ -39,7 +44,29 @@ def close_if_done(session: Session, job: Job, now: datetime, actor: str) -> bool
             "cancelled": job.cancelled,
         },
     )
+    record_job_finished(session, job)
     return True
+
+
+def record_job_finished(session: Session, job: Job) -> None:
+    """The ``job.finished`` outbox event of a job just closed: ids and counts, never PHI."""
+    finished = job.finished_at.isoformat() if job.finished_at is not None else None
+    outbox.add(
+        session,
+        JOB_FINISHED,
+        {
+            "job_id": job.id,
+            "owner_key_id": job.owner_key_id,
+            "status": job.status.value,
+            "model": job.model_name,
+            "version": job.model_version,
+            "total": job.total,
+            "succeeded": job.succeeded,
+            "failed": job.failed,
+            "cancelled": job.cancelled,
+            "finished_at": finished,
+        },
+    )
 
 
 def final_status(job: Job) -> JobStatus:

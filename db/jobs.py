@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.audit import append_event
-from db.job_close import close_if_done
+from db.job_close import close_if_done, record_job_finished
 from db.models import ApiKey, Image, ImageStatus, Job, JobStatus, ModelVersion, utcnow
 from storage.blobstore import BlobInfo
 
@@ -181,6 +181,7 @@ def cancel_job(session: Session, job: Job, actor: str | ApiKey) -> Job:
         object_id=job.id,
         payload=payload,
     )
+    record_job_finished(session, job)
     return job
 
 

@@ -178,6 +178,11 @@ class Job(Base):
     def pending(self) -> int:
         return self.total - self.succeeded - self.failed - self.cancelled
 
+    @property
+    def model_ref(self) -> str:
+        """``"name:version"``: how tasks and the model cache name the job's model."""
+        return f"{self.model_name}:{self.model_version}"
+
 
 class Image(Base):
     """One submitted image and, once collected, its result."""
@@ -234,3 +239,27 @@ class AuditEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # PHI-free
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class OutboxStatus(enum.StrEnum):
+    PENDING = "pending"  # to send (again) at next_attempt_at
+    SENT = "sent"
+    DEAD = "dead"  # gave up after the dispatcher's maximum attempts: an operator looks
+
+
+class OutboxEvent(Base):
+    """A message for the outside world (a webhook, an SR delivery), written in the transaction
+    of the fact it reports and sent afterwards, at least once, by the outbox dispatcher."""
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (Index("ix_outbox_events_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))  # e.g. "job.finished": picks the handler
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # ids and counts only, never PHI
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # handler calls so far
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[OutboxStatus] = mapped_column(_enum(OutboxStatus, "outbox_status"))

@@ -1,11 +1,12 @@
-"""Engines, sessions and the programmatic Alembic entry points (upgrade, drift check).
+"""Engines, sessions, the after-commit hook and the programmatic Alembic entry points.
 
 Nothing here connects at import time; callers build an engine from a Settings object.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, MetaData, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from config.settings import Settings
 from db.models import Base
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -118,6 +121,46 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+AFTER_COMMIT = "medflow_after_commit"  # the session.info key of the pending callbacks
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once, after ``session``'s transaction commits; never if it rolls back.
+
+    For what must follow a commit but cannot be part of it: sending a Celery task whose rows
+    this transaction writes (a task that outran its rows would find nothing), setting a Redis
+    flag. Callbacks run in the order registered, after the root transaction commits (releasing
+    a savepoint is not a commit). A callback that raises is logged and the others still run:
+    the commit stands, and whatever was not sent is recovered from the rows (the reconciler).
+    Registered inside a savepoint, a callback belongs to the root transaction.
+    """
+    if not event.contains(session, "after_commit", _run_after_commit):
+        event.listen(session, "after_commit", _run_after_commit)
+        event.listen(session, "after_transaction_end", _discard_after_rollback)
+    session.info.setdefault(AFTER_COMMIT, []).append(callback)
+
+
+def _run_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released: the root transaction may still roll back
+    for callback in session.info.pop(AFTER_COMMIT, []):
+        try:
+            callback()
+        except Exception as exc:
+            log.warning(
+                "after-commit %s failed (%s)",
+                getattr(callback, "__name__", "callback"),
+                type(exc).__name__,
+            )
+
+
+def _discard_after_rollback(session: Session, transaction: SessionTransaction) -> None:
+    # The root transaction ended without the commit above having taken the list (rollback,
+    # or close() without commit): what it asked for must never happen.
+    if transaction.parent is None:
+        session.info.pop(AFTER_COMMIT, None)
 
 
 def alembic_config(settings: Settings) -> Config:

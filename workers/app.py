@@ -13,6 +13,7 @@ WORKER_MODULES = (
     "workers.tasks.infer",
     "workers.tasks.collect",
     "workers.tasks.reconcile",
+    "workers.tasks.outbox",
 )
 # Collect and reconcile are short transactions: a hung one is killed (and its message redelivered)
 # well within the visibility timeout.
@@ -86,11 +87,13 @@ def _config(settings: Settings) -> dict[str, object]:
         "task_routes": {
             "medflow.collect": {"queue": RESULTS_QUEUE},
             "medflow.reconcile": {"queue": RESULTS_QUEUE},
+            "medflow.dispatch_outbox": {"queue": RESULTS_QUEUE},
         },
         "task_annotations": {
             "medflow.infer_chunk": {"soft_time_limit": soft, "time_limit": hard},
             "medflow.collect": {"time_limit": short},
             "medflow.reconcile": {"time_limit": short},
+            "medflow.dispatch_outbox": {"time_limit": short},
         },
         # Events feed Flower's live view of tasks and workers.
         "worker_send_task_events": True,
@@ -102,7 +105,13 @@ def _config(settings: Settings) -> dict[str, object]:
                 "schedule": float(settings.reconcile_interval_s),
                 # A run that waited longer than one interval is superseded by the next one.
                 "options": {"expires": float(settings.reconcile_interval_s)},
-            }
+            },
+            # Webhooks and SR deliveries written by the transactions that close jobs.
+            "dispatch-outbox": {
+                "task": "medflow.dispatch_outbox",
+                "schedule": float(settings.outbox_interval_s),
+                "options": {"expires": float(settings.outbox_interval_s)},
+            },
         },
     }
 

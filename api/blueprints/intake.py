@@ -1,9 +1,8 @@
-"""Reading the images of a request: multipart uploads or JSON URIs, stored as blobs.
+"""Reading the images of a request (multipart uploads or JSON URIs) and handing them to intake.
 
-Blobs are written before any database transaction opens, which keeps transactions short, in
-one batch of the blob store: ``store()`` returns once they are all durable, so the rows naming
-them may commit (they are content-addressed: an orphan from a request that fails later is
-harmless and a retry reuses it). Uploads arrive already in spools of the store (see
+The intake service (``intake.service``) stores them as blobs before any transaction opens;
+here the request is parsed, the uploads' formats counted for the response, and intake's
+refusals turned into API errors. Uploads arrive already in spools of the store (see
 ``api.upload``), so a request never holds its images in memory and storing one is a rename.
 Nothing here logs or returns a ref or a file name.
 """
@@ -19,10 +18,10 @@ from werkzeug.datastructures import FileStorage
 
 from api.errors import ApiError
 from api.extensions import services
+from intake.blobs import Stored as StoredBlobs
+from intake.errors import FileTooLarge, IntakeRefused
 from pipeline.errors import ImageError
 from pipeline.sniff import sniff_format
-from storage.blobstore import BlobTooLarge, BlobWriter, Spool
-from storage.imports import ImportRefused, UriImportError, import_uri
 
 SNIFF_BYTES = 512  # enough for every signature sniff_format knows (DICOM's is at 128..132)
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
@@ -44,7 +43,7 @@ class Intake:
 
 @dataclass
 class Stored:
-    images: list[tuple[str, Any]]  # (ref, BlobInfo) in submission order
+    images: StoredBlobs  # (ref, BlobInfo) in submission order
     formats: dict[str, int]  # sniffed format -> number of uploads, "unknown" included
 
 
@@ -66,11 +65,16 @@ def read_intake() -> Intake:
 
 def store(intake: Intake) -> Stored:
     """Store the request's images; on return they are durable (the batch synced them)."""
-    with services().blobs.batch() as batch:
+    service = services().intake
+    try:
         if intake.uploads:
-            return _store_uploads(batch, intake.uploads)
-        images = [(ref, _import(batch, i, uri)) for i, (uri, ref) in enumerate(intake.uris)]
-        return Stored(images, {})
+            formats = Counter(_sniff(upload) for upload in intake.uploads)
+            files = [(_ref(i, upload), upload.stream) for i, upload in enumerate(intake.uploads)]
+            return Stored(service.store_files(files), dict(formats))
+        return Stored(service.import_uris(intake.uris), {})
+    except IntakeRefused as exc:
+        status = 413 if isinstance(exc, FileTooLarge) else 422
+        raise ApiError(exc.code, exc.message, status, exc.details) from None
 
 
 def invalid(name: str, message: str) -> ApiError:
@@ -105,26 +109,8 @@ def _uris(images: Any) -> list[tuple[str, str]]:
     return found
 
 
-def _store_uploads(batch: BlobWriter, uploads: list[FileStorage]) -> Stored:
-    max_bytes = services().settings.limits.max_bytes
-    formats: Counter[str] = Counter()
-    images = []
-    for index, upload in enumerate(uploads):
-        formats[_sniff(upload)] += 1
-        try:
-            if isinstance(upload.stream, Spool):  # received by api.upload: hashed already
-                info = batch.put_spool(upload.stream)
-            else:
-                info = batch.put_stream(upload.stream, max_bytes)
-        except BlobTooLarge as exc:
-            raise ApiError(
-                "FILE_TOO_LARGE",
-                f"file {index} exceeds {exc.max_bytes} bytes",
-                413,
-                {"index": index, "max_bytes": exc.max_bytes},
-            ) from None
-        images.append((upload.filename or f"upload-{index}", info))
-    return Stored(images, dict(formats))
+def _ref(index: int, upload: FileStorage) -> str:
+    return upload.filename or f"upload-{index}"
 
 
 def _sniff(upload: FileStorage) -> str:
@@ -136,14 +122,3 @@ def _sniff(upload: FileStorage) -> str:
         return str(sniff_format(head))
     except ImageError:
         return "unknown"
-
-
-def _import(batch: BlobWriter, index: int, uri: str) -> Any:
-    try:
-        return import_uri(uri, batch, services().settings)
-    except UriImportError as exc:
-        # The message names the rule, never the URI (a path or key can name a patient).
-        refused = isinstance(exc, ImportRefused)
-        raise ApiError(
-            exc.code, f"image {index}: {exc.message}", 422, {"index": index, "refused": refused}
-        ) from None

@@ -1,15 +1,13 @@
 """Creating and filling jobs: POST /v1/jobs, /<id>/images, /<id>/seal, /<id>/cancel.
 
-Order inside each request: read and store the blobs (no transaction open), write the rows in
-one short transaction, and only after it commits send the tasks and the cancel flag. A task that
-outran its rows would find nothing; a flag set before a failed commit would cancel a live job.
-Images are sent as each request adds them, not at seal, so processing overlaps the upload; the
-seal only says that no more will come (the job can then finish).
+These views parse and answer; the intake service (``intake.service.Intake``) stores the blobs
+(no transaction open), writes the rows in one short transaction, and sends the tasks and the
+cancel flag once it commits. Images are sent as each request adds them, not at seal, so
+processing overlaps the upload; the seal only says that no more will come.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -17,16 +15,12 @@ from sqlalchemy import select
 
 from api.auth import Caller, caller, require
 from api.blueprints.intake import Intake, invalid, read_intake, store
-from api.blueprints.jobs import job_body, job_response, model_ref, pairs, send_images, visible_job
+from api.blueprints.jobs import job_body, job_response, visible_job
 from api.errors import ApiError
 from api.extensions import services
-from db.jobs import add_images, cancel_job, open_job, seal_job
-from db.model_registry import ModelNotFound, find_model
-from db.models import ApiKey, Job, JobStatus, ModelVersion, Role
+from db.model_registry import find_model
+from db.models import ApiKey, Job, JobStatus, Role
 from db.session import session_scope
-from workers.cancel import mark_cancelled
-
-log = logging.getLogger(__name__)
 
 bp = Blueprint("job_submit", __name__, url_prefix="/v1/jobs")
 
@@ -45,17 +39,14 @@ def submit() -> Response:
         return job_response(replay, 200)
     _require_images(intake)
     with session_scope(services().sessions) as session:
-        _model(session, intake.model)  # a typo'd model fails before any upload is stored
+        find_model(session, intake.model)  # a typo'd model fails before any upload is stored
     stored = store(intake)
     with session_scope(services().sessions) as session:
         owner = session.get_one(ApiKey, who.id)
-        job, created = open_job(session, owner, _model(session, intake.model), key)
-        to_send: list[tuple[int, str]] = []
-        if created:
-            to_send = pairs(add_images(session, job, stored.images))
-            to_send += pairs(seal_job(session, job)) if intake.seal else []
+        job, created = services().intake.submit(
+            session, owner, intake.model, stored.images, seal=intake.seal, idempotency_key=key
+        )
         body = job_body(job, formats=stored.formats) if created else job_body(job)
-    send_images(job.id, model_ref(job), to_send)
     return job_response(body, 202 if created else 200)
 
 
@@ -70,10 +61,8 @@ def add(job_id: str) -> Response:
     stored = store(intake)
     with session_scope(services().sessions) as session:
         job = _open_job(session, job_id, who)
-        added = pairs(add_images(session, job, stored.images))
+        added = services().intake.add_blobs(session, job, stored.images)
         body = job_body(job, added=len(added), formats=stored.formats)
-    # Sent now, not at seal: the job is processed while the client uploads the rest.
-    send_images(job.id, model_ref(job), added)
     return job_response(body, 200)
 
 
@@ -81,10 +70,8 @@ def add(job_id: str) -> Response:
 @require(Role.SUBMITTER, Role.ADMIN)
 def seal(job_id: str) -> Response:
     with session_scope(services().sessions) as session:
-        job = _open_job(session, job_id, caller())
-        unsent = pairs(seal_job(session, job))
+        job = services().intake.seal(session, _open_job(session, job_id, caller()))
         body = job_body(job)
-    send_images(job.id, model_ref(job), unsent)
     return job_response(body, 200)
 
 
@@ -93,14 +80,8 @@ def seal(job_id: str) -> Response:
 def cancel(job_id: str) -> Response:
     who = caller()
     with session_scope(services().sessions) as session:
-        job = cancel_job(session, visible_job(session, job_id, who), who.actor)
+        job = services().intake.cancel(session, visible_job(session, job_id, who), who.actor)
         body = job_body(job)
-    try:
-        mark_cancelled(services().redis, job.id)
-    except Exception as exc:
-        # The database already says cancelled: the collector drops late results, so a missing
-        # flag only costs the workers some wasted inference.
-        log.warning("job %s: cancel flag not set (%s)", job.id, type(exc).__name__)
     return job_response(body, 200)
 
 
@@ -135,13 +116,6 @@ def _require_images(intake: Intake) -> None:
             "a sealed job needs at least one image; send seal=false to open an empty job",
             400,
         )
-
-
-def _model(session: Any, ref: str) -> ModelVersion:
-    try:
-        return find_model(session, ref)
-    except ModelNotFound:
-        raise ApiError("MODEL_NOT_FOUND", "no such model or version", 404, {"model": ref}) from None
 
 
 def _open_job(session: Any, job_id: str, who: Caller) -> Job:

@@ -1,10 +1,7 @@
-"""What the job endpoints share: finding a job the caller may see, its JSON body, and sending
-sealed images to the workers once their rows are committed."""
+"""What the job endpoints share: finding a job the caller may see, and its JSON body."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,13 +9,9 @@ from flask import Response, jsonify
 
 from api.auth import Caller
 from api.errors import not_found
-from api.extensions import services
 from api.job_view import job_view
 from db.jobs import get_job
 from db.models import Job
-from workers.enqueue import enqueue_images
-
-log = logging.getLogger(__name__)
 
 
 def visible_job(session: Any, job_id: str, who: Caller) -> Job:
@@ -46,31 +39,3 @@ def job_response(body: dict[str, Any], status: int) -> Response:
     response.status_code = status
     response.headers["Location"] = body["url"]
     return response
-
-
-def model_ref(job: Job) -> str:
-    return f"{job.model_name}:{job.model_version}"
-
-
-def send_images(job_id: str, ref: str, images: Sequence[tuple[int, str]]) -> None:
-    """Enqueue images; call only after the commit that created their rows.
-
-    A failure here is logged, not raised: the rows are committed as pending, so the reconciler
-    re-queues them after ``pending_timeout_s``, and the job was accepted either way.
-    """
-    if not images:
-        return
-    state = services()
-    try:
-        enqueue_images(state.celery, job_id, ref, images, state.settings.chunk_size)
-    except Exception as exc:
-        log.warning(
-            "job %s: enqueue failed (%s); the reconciler will re-queue its images",
-            job_id,
-            type(exc).__name__,
-        )
-
-
-def pairs(images: Sequence[Any]) -> list[tuple[int, str]]:
-    """(image id, blob key) of each image: all a task needs, read inside the transaction."""
-    return [(image.id, image.blob_key) for image in images]

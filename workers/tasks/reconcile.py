@@ -11,12 +11,12 @@ import logging
 from collections import defaultdict
 from collections.abc import Collection
 
-from celery import Task, shared_task
+from celery import Celery, Task, shared_task
 
 from config.settings import Settings
 from workers import resources
 from workers.app import settings_of
-from workers.enqueue import enqueue_images
+from workers.enqueue import enqueue_after_commit
 from workers.queues import INFER_PREFIX
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,7 @@ Exhausted = dict[str, list[tuple[int, int]]]  # job_id -> [(image id, attempts)]
 @shared_task(name="medflow.reconcile", bind=True, ignore_result=True, acks_late=True)
 def reconcile(self: Task) -> int:
     settings = settings_of(self.app)
-    stale, exhausted = claim_stale(settings, queued_models(settings))
-    for (job_id, model_ref), images in stale.items():
-        # Sent after the commit above, like every enqueue (the rows must exist first).
-        enqueue_images(self.app, job_id, model_ref, images, settings.chunk_size)
+    stale, exhausted = claim_stale(settings, queued_models(settings), self.app)
     failed = fail_exhausted(settings, exhausted)
     swept = resources.blob_store(settings).sweep_spools(SPOOL_MAX_AGE_S)
     count = sum(len(images) for images in stale.values())
@@ -66,9 +63,12 @@ def queued_models(settings: Settings) -> set[str]:
     return found
 
 
-def claim_stale(settings: Settings, skip_models: Collection[str] = ()) -> tuple[Chunks, Exhausted]:
-    """Split the stale images: those to send again (marked enqueued, in one transaction) and
-    those sent ``max_attempts`` times already, to fail. Models in ``skip_models`` wait."""
+def claim_stale(
+    settings: Settings, skip_models: Collection[str] = (), celery: Celery | None = None
+) -> tuple[Chunks, Exhausted]:
+    """Split the stale images: those to send again (marked enqueued, in one transaction, and
+    sent through ``celery`` when it commits) and those sent ``max_attempts`` times already, to
+    fail. Models in ``skip_models`` wait."""
     from db.collect import mark_enqueued, stale_pending
     from db.session import session_scope
 
@@ -82,9 +82,11 @@ def claim_stale(settings: Settings, skip_models: Collection[str] = ()) -> tuple[
                 exhausted[image.job_id].append((image.id, image.attempts))
                 continue
             again.append(image.id)
-            model_ref = f"{image.job.model_name}:{image.job.model_version}"  # loaded with it
-            by_job[(image.job_id, model_ref)].append((image.id, image.blob_key))
+            by_job[(image.job_id, image.job.model_ref)].append((image.id, image.blob_key))
         mark_enqueued(session, again)
+        for (job_id, model_ref), pairs in by_job.items():
+            if celery is not None:
+                enqueue_after_commit(session, celery, job_id, model_ref, pairs, settings.chunk_size)
     return dict(by_job), dict(exhausted)
 
 

@@ -1,0 +1,85 @@
+"""``medflow.dispatch_outbox`` (beat, in the collector): deliver the outbox's due messages.
+
+Each run claims a batch of due rows in one short transaction, then calls each row's handler
+(``workers.outbox_handlers``) outside any transaction and records the outcome in another:
+sent, or failed and due again after an exponential backoff. A dispatcher that dies between the
+claim and the outcome leaves its rows to be claimed again after the lease: at least once.
+Logs ids, kinds and error class names only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task, shared_task
+
+from config.settings import Settings
+from workers import outbox_handlers, resources
+from workers.app import settings_of
+
+log = logging.getLogger(__name__)
+
+# Rows per run: bounds one run's time (each handler call is bounded by its own timeouts).
+OUTBOX_BATCH = 50
+BACKOFF_BASE_S = 10.0
+BACKOFF_MAX_S = 3600.0
+
+
+@shared_task(name="medflow.dispatch_outbox", bind=True, ignore_result=True, acks_late=True)
+def dispatch_outbox(self: Task) -> int:
+    return dispatch_due(settings_of(self.app))
+
+
+def dispatch_due(settings: Settings, limit: int = OUTBOX_BATCH) -> int:
+    """Deliver what is due now; returns how many were sent."""
+    from db.outbox import claim_due
+    from db.session import session_scope
+
+    outbox_handlers.load_handlers()
+    kinds = outbox_handlers.registered_kinds()
+    if not kinds:
+        return 0
+    factory = resources.session_factory(settings)
+    with session_scope(factory) as session:
+        claimed = claim_due(session, limit, kinds)
+    return sum(deliver(factory, settings, message) for message in claimed)
+
+
+def deliver(factory: Any, settings: Settings, message: Any) -> bool:
+    """Call the message's handler and record the outcome; returns whether it was sent."""
+    from db.outbox import mark_failed, mark_sent
+    from db.session import session_scope
+
+    handler = outbox_handlers.handler_for(message.kind)
+    try:
+        if handler is None:  # unregistered between the claim and now
+            raise LookupError(f"no handler for {message.kind}")
+        handler(message, settings)
+    except Exception as exc:
+        delay = retry_delay(message.attempts)
+        with session_scope(factory) as session:
+            status = mark_failed(
+                session, message.id, _describe(exc), delay, settings.outbox_max_attempts
+            )
+        log.warning(
+            "outbox %d (%s): attempt %d failed (%s); now %s",
+            message.id,
+            message.kind,
+            message.attempts,
+            type(exc).__name__,
+            status.value,
+        )
+        return False
+    with session_scope(factory) as session:
+        mark_sent(session, message.id)
+    return True
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before attempt ``attempts + 1``: 10, 20, 40, ... capped at an hour."""
+    return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(0, attempts - 1))
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
