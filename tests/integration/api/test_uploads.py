@@ -79,6 +79,7 @@ def test_too_large_upload_is_413_and_leaves_nothing(app, client, keys, env):
     services.settings = replace(
         services.settings, limits=replace(services.settings.limits, max_bytes=1000)
     )
+    services.intake = replace(services.intake, settings=services.settings)  # it spools and stores
     payloads = [PNG + b"ok", PNG + b"x" * 2000, PNG + b"late"]
     response = client.post("/v1/jobs", data=form(payloads), headers=keys.auth("submitter"))
     assert response.status_code == 413
