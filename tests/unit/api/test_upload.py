@@ -15,13 +15,19 @@ from api.client import MultipartBody
 from api.errors import register_error_handlers
 from api.upload import UploadRequest
 from config.settings import Settings
+from intake.service import Intake
 from storage.blobstore import FileBlobStore, FileSpool
+
+
+def services_of(store: FileBlobStore, settings: Settings) -> SimpleNamespace:
+    # What api.upload reads: the intake service, which makes the spools (it never sends here).
+    return SimpleNamespace(settings=settings, intake=Intake(settings, store, None, None))
 
 
 def upload_app(store: FileBlobStore) -> Flask:
     app = Flask(__name__)
     app.request_class = UploadRequest
-    app.extensions["medflow"] = SimpleNamespace(blobs=store, settings=Settings())
+    app.extensions["medflow"] = services_of(store, Settings())
     register_error_handlers(app)
     return app
 
@@ -31,7 +37,7 @@ def test_file_parts_land_in_spools_of_the_store(tmp_path: Path) -> None:
     settings = Settings()
     app = Flask(__name__)
     app.request_class = UploadRequest
-    app.extensions["medflow"] = SimpleNamespace(blobs=store, settings=settings)
+    app.extensions["medflow"] = services_of(store, settings)
     seen: list[tuple[bool, int | None, str]] = []
 
     @app.post("/")
