@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 MODELS := models/.built-stamp
+# The layers, bottom up (DESIGN.md); mypy checks them all, lint-imports their import directions.
+PACKAGES := pipeline config messages privacy storage db workers intake api
 
 .DEFAULT_GOAL := help
 .PHONY: help install models demo test test-unit lint format bench bench-pipeline up clean
@@ -37,10 +39,11 @@ test: $(MODELS) ## unit and integration tests (real Redis, Celery workers; SQLit
 test-unit: $(MODELS) ## unit tests only (no services)
 	$(BIN)/python -m pytest tests/unit
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy
+lint: $(STAMP) ## ruff (lint + format check), mypy over every package, import-linter (the layers)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy pipeline
+	$(BIN)/mypy $(PACKAGES)
+	$(BIN)/lint-imports
 
 format: $(STAMP) ## apply ruff's formatting and fixes
 	$(BIN)/ruff format .

@@ -16,13 +16,9 @@ def medflow() -> None:
 
 
 def _register() -> None:
+    # Every listed module exists: a missing one is a mistake to see, not a command to hide.
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"api.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"api.commands.{name}":
-                raise
-            continue  # not built yet
+        module = importlib.import_module(f"api.commands.{name}")
         medflow.add_command(getattr(module, name.replace("-", "_")))
 
 

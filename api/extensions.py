@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import redis
 from flask import Flask, Response, current_app, g, request
@@ -21,7 +21,10 @@ from api.ratelimit import RateLimiter
 from config.settings import Settings
 
 if TYPE_CHECKING:
+    from celery import Celery
+
     from intake.service import Intake
+    from storage.blobstore import BlobStore
 
 EXTENSION = "medflow"
 REQUEST_SESSION = "medflow_read_session"  # the flask.g attribute of request_session()
@@ -42,8 +45,8 @@ class Services:
     settings: Settings
     sessions: sessionmaker[Session]
     readers: sessionmaker[Session]  # read-only, same pool: see request_session()
-    blobs: Any  # storage.blobstore.BlobStore
-    celery: Any  # celery.Celery
+    blobs: BlobStore
+    celery: Celery
     redis: redis.Redis
     limiter: RateLimiter
     intake: Intake  # stores blobs, writes job rows, sends after commit (views call only this)
@@ -76,7 +79,7 @@ def end_request_session(_exc: BaseException | None = None) -> None:
 
 
 def init_app(
-    app: Flask, settings: Settings, celery: Any | None, rate_key: Callable[[], str]
+    app: Flask, settings: Settings, celery: Celery | None, rate_key: Callable[[], str]
 ) -> Services:
     # Imported here: these modules are heavy (boto3, Celery) and an app factory should not make
     # importing `api.app` cost them.

@@ -98,7 +98,7 @@ def model_item(model: ModelVersion) -> dict[str, Any]:
     return {
         "name": model.name,
         "version": model.version,
-        "ref": f"{model.name}:{model.version}",
+        "ref": model.ref,
         "active": model.active,
         "sha256": model.sha256,
         "registered_at": timestamp(model.registered_at),

@@ -203,11 +203,11 @@ class Stack:
         flags += ["--control-socket", str(self.workdir / "gunicorn.ctl")]
         return [sys.executable, "-m", "gunicorn", "api.wsgi:app", "--bind", bind, *flags]
 
-    def _celery(self, *args: str) -> list[str]:
+    def _celery(self, *args: str, app: str = "workers.main") -> list[str]:
         # -E: task events for Flower; prefetch 1 matches worker_prefetch_multiplier (app.py).
         worker = ["-E", "--prefetch-multiplier", "1", "--loglevel", "INFO"]
         flags = worker if args[0] == "worker" else []
-        return [sys.executable, "-m", "celery", "-A", "workers.main", *args, *flags]
+        return [sys.executable, "-m", "celery", "-A", app, *args, *flags]
 
     def _worker(self, model: str) -> list[str]:
         from workers.queues import infer_queue
@@ -222,7 +222,9 @@ class Stack:
         # -c 1: one writer of results; -B: the reconciler's beat, exactly once per deployment.
         schedule = str(self.workdir / "celerybeat-schedule")
         return self._celery(
-            "worker", "-Q", RESULTS_QUEUE, "-c", "1", "-B", "-s", schedule, "-n", "collector@%h"
+            "worker",
+            *("-Q", RESULTS_QUEUE, "-c", "1", "-B", "-s", schedule, "-n", "collector@%h"),
+            app="workers.collector",
         )
 
     def _flower(self) -> list[str]:

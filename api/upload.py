@@ -42,7 +42,9 @@ class UploadFormParser(FormDataParser):
         files = []
         for part in form.files:
             part.sink.seek(0)
-            upload = FileStorage(part.sink, part.filename, part.name, part.content_type)
+            # A Spool reads, seeks and closes like the file FileStorage expects.
+            sink = cast(IO[bytes], part.sink)
+            upload = FileStorage(sink, part.filename, part.name, part.content_type)
             files.append((part.name, upload))
         return stream, self.cls(form.fields), self.cls(files)
 

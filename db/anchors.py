@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from db.audit import canonical_json, format_timestamp
+from storage.s3 import s3_client
 
 _PURPOSE = b"medflow.audit.anchor.v1"
 
@@ -76,7 +77,7 @@ def write_anchor(anchor: Anchor, dest: str | Path, *, endpoint_url: str | None =
     if str(dest).startswith("s3://"):
         bucket, key = _split_s3(str(dest))
         key = key + name if key.endswith("/") or not key else key
-        _s3(endpoint_url).put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"))
+        s3_client(endpoint_url).put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"))
         return f"s3://{bucket}/{key}"
     path = Path(dest)
     if path.is_dir() or str(dest).endswith("/"):
@@ -93,7 +94,7 @@ def read_anchors(src: str | Path, *, endpoint_url: str | None = None) -> list[An
     """Every anchor in a directory (``*.json``/``*.jsonl``), a JSON-lines file or an S3 prefix."""
     if str(src).startswith("s3://"):
         bucket, prefix = _split_s3(str(src))
-        client = _s3(endpoint_url)
+        client = s3_client(endpoint_url)
         pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
         bodies = [client.get_object(Bucket=bucket, Key=k)["Body"].read().decode() for k in keys]
@@ -122,9 +123,3 @@ def _split_s3(url: str) -> tuple[str, str]:
     if not bucket:
         raise ValueError(f"not an s3://bucket/key URL: {url}")
     return bucket, key
-
-
-def _s3(endpoint_url: str | None) -> Any:
-    import boto3  # only the S3 paths pay for importing boto3
-
-    return boto3.client("s3", endpoint_url=endpoint_url)

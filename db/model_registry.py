@@ -83,7 +83,7 @@ def _registered(session: Session, row: ModelVersion) -> None:
         actor=REGISTRY,
         action="model.registered",
         object_type="model",
-        object_id=f"{row.name}:{row.version}"[:64],
+        object_id=row.ref[:64],
         payload={"name": row.name, "version": row.version, "sha256": row.sha256},
     )
 

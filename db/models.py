@@ -28,6 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from messages.model_ref import model_ref_of
+
 # Named constraints, so migrations are stable and `alembic check` is meaningful.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -147,6 +149,10 @@ class ModelVersion(Base):
     active: Mapped[bool] = mapped_column(default=False)
     registered_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
+    @property
+    def ref(self) -> str:
+        return model_ref_of(self.name, self.version)
+
 
 class Job(Base):
     __tablename__ = "jobs"
@@ -181,7 +187,7 @@ class Job(Base):
     @property
     def model_ref(self) -> str:
         """``"name:version"``: how tasks and the model cache name the job's model."""
-        return f"{self.model_name}:{self.model_version}"
+        return model_ref_of(self.model_name, self.model_version)
 
 
 class Image(Base):

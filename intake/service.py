@@ -34,7 +34,7 @@ from intake import blobs as blob_intake
 from intake.blobs import Stored
 from intake.cancel_flag import set_cancel_flag_after_commit
 from storage.blobstore import BlobInfo, BlobStore, Spool
-from workers.enqueue import enqueue_after_commit
+from workers.enqueue_on_commit import enqueue_after_commit
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ straight into a ``store.spool()``, hashed as they arrive, so storing one is a re
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 import tempfile
@@ -25,6 +24,7 @@ from typing import IO, Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from config.settings import Settings
+from storage.s3 import s3_client
 
 CHUNK = 1024 * 1024
 # Spools of the S3 store: bigger ones go to a temp file. A request's uploads are all spooled
@@ -115,8 +115,6 @@ class BlobWriter(Protocol):
 
 
 class BlobStore(BlobWriter, Protocol):
-    def put_bytes(self, data: bytes) -> BlobInfo: ...
-
     def get(self, key: str) -> bytes: ...
 
     def exists(self, key: str) -> bool: ...
@@ -191,9 +189,6 @@ class FileBlobStore:
     def put_spool(self, spool: Spool) -> BlobInfo:
         with self.batch() as batch:
             return batch.put_spool(spool)
-
-    def put_bytes(self, data: bytes) -> BlobInfo:
-        return self.put_stream(io.BytesIO(data))
 
     def get(self, key: str) -> bytes:
         try:
@@ -335,9 +330,6 @@ class S3BlobStore:
                 self.client.upload_fileobj(spool.file, self.bucket, self.object_name(info.key))
         return info
 
-    def put_bytes(self, data: bytes) -> BlobInfo:
-        return self.put_stream(io.BytesIO(data))
-
     def get(self, key: str) -> bytes:
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self.object_name(key))
@@ -357,13 +349,6 @@ class S3BlobStore:
         except BlobMissing:
             return False
         return True
-
-
-def s3_client(endpoint_url: str | None) -> Any:
-    """A boto3 S3 client; credentials and region come from the usual AWS configuration."""
-    import boto3
-
-    return boto3.client("s3", endpoint_url=endpoint_url)
 
 
 def open_blob_store(settings: Settings) -> BlobStore:

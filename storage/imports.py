@@ -15,7 +15,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from config.settings import Settings
-from storage.blobstore import BlobInfo, BlobTooLarge, BlobWriter, s3_client
+from storage.blobstore import BlobInfo, BlobTooLarge, BlobWriter
+from storage.s3 import s3_client
 
 
 class UriImportError(Exception):

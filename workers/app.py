@@ -8,9 +8,11 @@ from config.settings import Settings
 from workers.queues import DEFAULT_QUEUE, RESULTS_QUEUE
 
 # Imported by worker processes only (the API sends tasks by name and never imports these).
-WORKER_MODULES = (
+# An inference worker (``celery -A workers.main``) loads only its own task, and so never imports
+# database code; the collector (``celery -A workers.collector``) loads the tasks that write.
+INFERENCE_MODULES = ("workers.signals", "workers.tasks.infer")
+COLLECTOR_MODULES = (
     "workers.signals",
-    "workers.tasks.infer",
     "workers.tasks.collect",
     "workers.tasks.reconcile",
     "workers.tasks.outbox",
@@ -28,8 +30,9 @@ class MedflowCelery(Celery):
     settings: Settings
 
 
-def make_celery(settings: Settings) -> MedflowCelery:
-    app = MedflowCelery("medflow", include=list(WORKER_MODULES))
+def make_celery(settings: Settings, include: tuple[str, ...] = INFERENCE_MODULES) -> MedflowCelery:
+    """The app; ``include`` names the task modules a worker of it loads (senders load none)."""
+    app = MedflowCelery("medflow", include=list(include))
     app.settings = settings
     app.conf.update(_config(settings))
     return app

@@ -3,23 +3,17 @@
 Refs (file names, URIs) may carry PHI and pixels would bloat Redis, so a message holds
 ``[[image_id, blob_key], ...]`` and nothing else about an image. A send must follow the commit
 of the transaction that created the image rows (otherwise a fast worker may outrun the rows):
-``enqueue_after_commit`` registers it on the session, so no caller has to remember.
+``workers.enqueue_on_commit`` registers it on the session, so no caller has to remember.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from celery import Celery
 
 from workers.queues import infer_queue, model_name_of
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-log = logging.getLogger(__name__)
 
 INFER_TASK = "medflow.infer_chunk"
 
@@ -50,39 +44,6 @@ def enqueue_images(
             )
             sent += 1
     return sent
-
-
-def enqueue_after_commit(
-    session: Session,
-    celery: Celery,
-    job_id: str,
-    model_ref: str,
-    images: Sequence[tuple[int, str]],
-    chunk_size: int,
-) -> None:
-    """Send ``(image_id, blob_key)`` pairs once ``session``'s transaction commits; never on
-    rollback. Read the pairs inside the transaction (ids exist only after the flush).
-
-    A failed send is logged, not raised: the rows are committed as pending and sent, so the
-    reconciler re-queues them after ``pending_timeout_s``.
-    """
-    from db.session import after_commit  # here: inference workers never import db
-
-    if not images:
-        return
-    pairs = [(int(image_id), str(key)) for image_id, key in images]
-
-    def send_images() -> None:
-        try:
-            enqueue_images(celery, job_id, model_ref, pairs, chunk_size)
-        except Exception as exc:
-            log.warning(
-                "job %s: enqueue failed (%s); the reconciler will re-queue its images",
-                job_id,
-                type(exc).__name__,
-            )
-
-    after_commit(session, send_images)
 
 
 def chunked(items: Iterable[list[Any]], size: int) -> Iterator[list[list[Any]]]:

@@ -1,4 +1,5 @@
-"""The app ``celery -A workers.main`` uses: built from MEDFLOW_* on import, connects nothing."""
+"""The app ``celery -A workers.main`` uses (inference workers, Flower): built from MEDFLOW_* on
+import, connects nothing. Its workers load only ``medflow.infer_chunk``: no database code."""
 
 from __future__ import annotations
 

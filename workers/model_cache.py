@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from config.settings import Settings
+from messages.model_ref import model_ref_of
 
 if TYPE_CHECKING:
-    from pipeline.predict import Predictor
+    from pipeline.predict import Predictor, Pseudonymize
+    from pipeline.repository import ModelRepository
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +35,11 @@ class ModelCache:
         self.settings = settings
         self.max_models = max_models
         self._predictors: OrderedDict[str, Predictor] = OrderedDict()
-        self._repository: Any = None
+        self._repository: ModelRepository | None = None
 
-    def resolve(self, model_ref: str) -> str:
+    def resolve(self, ref: str) -> str:
         """``"name"`` -> ``"name:<active version>"``; ``"name:version"`` is checked."""
-        name, version = self.repository.resolve(model_ref)
-        return f"{name}:{version}"
+        return model_ref_of(*self.repository.resolve(ref))
 
     def get(self, model_ref: str) -> Predictor:
         ref = self.resolve(model_ref)
@@ -51,11 +52,8 @@ class ModelCache:
         self._predictors.move_to_end(ref)
         return predictor
 
-    def loaded(self) -> list[str]:
-        return list(self._predictors)
-
     @property
-    def repository(self) -> Any:
+    def repository(self) -> ModelRepository:
         if self._repository is None:
             from pipeline.repository import ModelRepository
 
@@ -78,10 +76,10 @@ class ModelCache:
         return predictor
 
 
-def _pseudonymizer(secret: str) -> Any:
+def _pseudonymizer(secret: str) -> Pseudonymize:
     from privacy.pseudonym import pseudonymize
 
-    def hook(identifiers: Any) -> dict[str, str]:
+    def hook(identifiers: dict[str, str]) -> dict[str, str]:
         return pseudonymize(identifiers, secret)
 
     return hook

@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from config.settings import Settings
 from messages.chunk_results import ChunkResults
-from workers import resources
+from workers import db_sessions, resources
 from workers.app import settings_of
 from workers.chunk_ledger import mark_final
 
@@ -42,7 +42,7 @@ def collect(self: Task, message: dict[str, Any]) -> int:
     chunk = ChunkResults.from_message(message)
     # The engine is created here, lazily, in the pool process (after the fork).
     settings = settings_of(self.app)
-    with session_scope(resources.session_factory(settings)) as session:
+    with session_scope(db_sessions.session_factory(settings)) as session:
         written = record_results(session, chunk.job_id, chunk.images)
     note_final(settings, chunk)
     log.info("collected %d results, %d written", len(chunk.images), written)

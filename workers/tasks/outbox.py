@@ -15,7 +15,7 @@ from typing import Any
 from celery import Task, shared_task
 
 from config.settings import Settings
-from workers import outbox_handlers, resources
+from workers import db_sessions, outbox_handlers
 from workers.app import settings_of
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def dispatch_due(settings: Settings, limit: int = OUTBOX_BATCH) -> int:
     kinds = outbox_handlers.registered_kinds()
     if not kinds:
         return 0
-    factory = resources.session_factory(settings)
+    factory = db_sessions.session_factory(settings)
     with session_scope(factory) as session:
         claimed = claim_due(session, limit, kinds)
     return sum(deliver(factory, settings, message) for message in claimed)

@@ -14,9 +14,9 @@ from collections.abc import Collection
 from celery import Celery, Task, shared_task
 
 from config.settings import Settings
-from workers import resources
+from workers import db_sessions, resources
 from workers.app import settings_of
-from workers.enqueue import enqueue_after_commit
+from workers.enqueue_on_commit import enqueue_after_commit
 from workers.queues import INFER_PREFIX
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def claim_stale(
 
     by_job: Chunks = defaultdict(list)
     exhausted: Exhausted = defaultdict(list)
-    with session_scope(resources.session_factory(settings)) as session:
+    with session_scope(db_sessions.session_factory(settings)) as session:
         images = stale_pending(session, settings.pending_timeout_s, RECONCILE_BATCH, skip_models)
         again = []
         for image in images:
@@ -97,6 +97,6 @@ def fail_exhausted(settings: Settings, exhausted: Exhausted) -> int:
 
     failed = 0
     for job_id, images in exhausted.items():
-        with session_scope(resources.session_factory(settings)) as session:
+        with session_scope(db_sessions.session_factory(settings)) as session:
             failed += give_up(session, job_id, images)
     return failed

@@ -31,6 +31,7 @@ from db.models import ApiKey, Image, Job, ModelVersion, Role
 from db.session import make_engine, make_session_factory, session_scope
 from pipeline.result import ImageResult
 from storage.blobstore import FileBlobStore
+from tests.blobs import put_bytes
 from tests.integration.scored import scored
 
 MODEL = "tiny"
@@ -102,7 +103,7 @@ def build_env(settings: Settings, sessions: Any) -> Env:
 
 def new_job(env: Env, n: int, *, owner: str, seal: bool) -> Job:
     """A job built through db.jobs directly: nothing is enqueued (the API tests check that)."""
-    stored = [env.blobs.put_bytes(PNG + bytes([i])) for i in range(n)]
+    stored = [put_bytes(env.blobs, PNG + bytes([i])) for i in range(n)]
     with session_scope(env.sessions) as session:
         key = session.get(ApiKey, env.keys.ids[owner])
         job, _ = open_job(session, key, session.get(ModelVersion, env.model_id), None)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import io
+import secrets
+import time
 from dataclasses import replace
+
+import pytest
 
 from api.app import create_app
 from tests.integration.api.conftest import MODEL, UNSERVED, sent_chunks
+from tests.integration.workers.helpers import WorkerProcess
 
 
 def test_healthz(client):
@@ -37,13 +42,28 @@ def test_readyz_reports_a_down_database_and_redis(env):
     assert checks["database"]["error"] == "OperationalError"
 
 
-def test_readyz_is_ready_when_a_worker_consumes_each_queue(env, monkeypatch):
-    from api.blueprints import health
-
-    served = frozenset({f"infer.{MODEL}", f"infer.{UNSERVED}"})
-    monkeypatch.setattr(health, "_consumed_queues", lambda: served)
-    response = env.app.test_client().get("/readyz")
-    assert (response.status_code, response.json["status"]) == (200, "ready")
+@pytest.mark.slow
+def test_readyz_is_ready_once_a_real_worker_consumes_each_queue(env, tmp_path):
+    # A model of its own, so the worker consumes no queue that other tests read.
+    model = f"health-{secrets.token_hex(4)}"
+    app = create_app(replace(env.settings, models=(model,)))
+    not_yet = app.test_client().get("/readyz")
+    assert not_yet.status_code == 503
+    assert not_yet.json["checks"]["workers"]["missing"] == [f"infer.{model}"]
+    worker = WorkerProcess(env.settings, tmp_path / "worker.log", model, preload=False).start()
+    try:
+        deadline = time.monotonic() + 60
+        while (response := app.test_client().get("/readyz")).status_code != 200:
+            assert time.monotonic() < deadline, response.json
+            time.sleep(0.5)  # the app caches the broadcast's answer for a few seconds
+    finally:
+        worker.stop()
+    assert response.json["status"] == "ready"
+    assert response.json["checks"]["workers"] == {
+        "ok": True,
+        "missing": [],
+        "queues": [f"infer.{model}"],
+    }
 
 
 def test_metrics_counts_requests_jobs_images_and_queues(client, keys, make_job, redis_client):

@@ -1,13 +1,11 @@
-"""Fixtures for the db layer's tests: an owner key, a model version, jobs, a moto S3 server."""
+"""Fixtures for the db layer's tests: an owner key, a model version, jobs."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 from collections.abc import Callable
-from typing import Any
 
-import boto3
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -57,15 +55,3 @@ def make_job(
         return job, images
 
     return make
-
-
-@pytest.fixture
-def s3(s3_endpoint: str) -> Any:
-    return boto3.client("s3", endpoint_url=s3_endpoint)
-
-
-@pytest.fixture
-def s3_bucket(s3: Any) -> str:
-    name = f"medflow-test-{secrets.token_hex(4)}"
-    s3.create_bucket(Bucket=name)
-    return name

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from config.settings import Settings
 from db.session import after_commit, session_scope
 from workers.app import make_celery
-from workers.enqueue import enqueue_after_commit
+from workers.enqueue_on_commit import enqueue_after_commit
 from workers.queues import infer_queue
 
 Factory = sessionmaker[Session]

@@ -10,6 +10,7 @@ import redis
 
 from config.settings import Settings
 from storage.blobstore import FileBlobStore, open_blob_store
+from tests.blobs import put_bytes
 
 
 def test_redis_url_is_claimed_for_this_session(redis_url: str) -> None:
@@ -34,6 +35,6 @@ def test_settings_factory_and_blob_store_agree(
     settings = settings_factory(tmp_model_root=True, chunk_size=4)
     assert (settings.env, settings.chunk_size) == ("test", 4)
     assert settings.model_root == tmp_path / "models" and settings.model_root.is_dir()
-    key = blob_store.put_bytes(b"x").key
+    key = put_bytes(blob_store, b"x").key
     assert open_blob_store(settings).get(key) == b"x"
     assert settings_factory().model_root != settings.model_root  # the bundled models by default

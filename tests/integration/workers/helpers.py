@@ -31,25 +31,43 @@ START_TIMEOUT_S = 90.0
 
 
 class WorkerProcess:
-    """One `celery worker` process group serving infer.<model>, its output in a log file."""
+    """One `celery worker` process group serving infer.<model>, its output in a log file.
 
-    def __init__(self, settings: Settings, log: Path, model: str = MODEL) -> None:
+    ``launcher`` replaces ``python -m celery`` (a script that wraps it), ``pool`` Celery's
+    prefork pool, and ``env`` adds variables; ``preload=False`` starts it without loading the
+    model (for a queue no model serves).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        log: Path,
+        model: str = MODEL,
+        *,
+        launcher: list[str] | None = None,
+        pool: str | None = None,
+        env: dict[str, str] | None = None,
+        preload: bool = True,
+    ) -> None:
         self.settings, self.log, self.model = settings, log, model
         self.name = f"infer-{model}-{secrets.token_hex(3)}@%h"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.launcher = launcher or [sys.executable, "-m", "celery"]
+        self.pool, self.extra_env, self.preload = pool, env or {}, preload
 
     def start(self) -> WorkerProcess:
-        env = {**os.environ, **settings_to_env(self.settings), "MEDFLOW_WORKER_MODEL": self.model}
+        env = {**os.environ, **settings_to_env(self.settings), **self.extra_env}
+        if self.preload:
+            env["MEDFLOW_WORKER_MODEL"] = self.model
         env["PYTHONPATH"] = str(REPO_ROOT)
         argv = [
-            sys.executable,
-            "-m",
-            "celery",
+            *self.launcher,
             "-A",
             "workers.main",
             "worker",
             "-Q",
             infer_queue(self.model),
+            *(["--pool", self.pool] if self.pool else []),
             "-c",
             "1",
             "--prefetch-multiplier",
@@ -71,7 +89,8 @@ class WorkerProcess:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        self.wait_for(lambda text: " ready." in text and LOADED.search(text) is not None)
+        loaded = (lambda text: LOADED.search(text) is not None) if self.preload else bool
+        self.wait_for(lambda text: " ready." in text and loaded(text))
         return self
 
     @property

@@ -20,6 +20,7 @@ import redis
 from PIL import Image
 
 from config.settings import Settings
+from tests.blobs import put_bytes
 from tests.integration.workers.helpers import WorkerProcess, decode_message
 from workers.chunk_ledger import mark_final
 from workers.enqueue import enqueue_images
@@ -86,7 +87,7 @@ def wait_for_results(
 def submit(celery_app: Any, store: Any, images: list[bytes]) -> tuple[str, dict[int, bytes]]:
     job = secrets.token_hex(16)
     ids = {100 + n: data for n, data in enumerate(images)}
-    items = [(image_id, store.put_bytes(data).key) for image_id, data in ids.items()]
+    items = [(image_id, put_bytes(store, data).key) for image_id, data in ids.items()]
     enqueue_images(celery_app, job, "tiny:1", items, chunk_size=16)
     return job, ids
 
@@ -130,7 +131,7 @@ def test_chunk_whose_images_are_all_final_is_skipped(
 ) -> None:
     job = secrets.token_hex(16)
     mark_final(broker, job, [1, 2])
-    key = store.put_bytes(png(8)).key
+    key = put_bytes(store, png(8)).key
     enqueue_images(celery_app, job, "tiny:1", [(1, key), (2, key)], chunk_size=16)
     enqueue_images(celery_app, job, "tiny:1", [(2, key), (3, key)], chunk_size=16)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from PIL import Image
 
 from bench.writers import encode
 from config.settings import Settings
+from tests.blobs import put_bytes
 from tests.integration.workers.helpers import WorkerProcess, collect_messages
 from workers.cancel import mark_cancelled
 from workers.enqueue import enqueue_images
@@ -59,7 +59,7 @@ def results_by_id(message: dict[str, Any]) -> dict[int, dict[str, Any]]:
 def test_chunk_results_reach_the_results_queue_with_ids_only(
     worker: WorkerProcess, celery_app: Any, store: Any, broker: redis.Redis
 ) -> None:
-    blobs = [store.put_bytes(data) for data in (dicom_with_identifiers(), png(), b"not an image")]
+    blobs = [put_bytes(store, data) for data in (dicom_with_identifiers(), png(), b"not an image")]
     job = job_id()
     items = [(10 + n, blob.key) for n, blob in enumerate(blobs)]
     enqueue_images(celery_app, job, "tiny:1", items, chunk_size=16)
@@ -100,7 +100,7 @@ def test_missing_blob_is_a_failed_result(
 def test_cancelled_job_sends_nothing(
     worker: WorkerProcess, celery_app: Any, store: Any, broker: redis.Redis
 ) -> None:
-    key = store.put_bytes(png()).key
+    key = put_bytes(store, png()).key
     cancelled, control = job_id(), job_id()
     mark_cancelled(broker, cancelled)
     enqueue_images(celery_app, cancelled, "tiny:1", [(1, key)], chunk_size=16)
@@ -123,8 +123,15 @@ def test_onnx_session_lives_in_the_pool_process_only(worker: WorkerProcess) -> N
     assert "onnxruntime" not in Path(f"/proc/{worker.pid}/maps").read_text()
 
 
-def test_worker_log_has_counts_not_identifiers(worker: WorkerProcess) -> None:
+def test_worker_log_has_counts_not_identifiers(
+    worker: WorkerProcess, celery_app: Any, store: Any, broker: redis.Redis
+) -> None:
+    # Its own chunk (a DICOM naming a patient, and a broken file): no other test's log needed.
+    blobs = [put_bytes(store, data) for data in (dicom_with_identifiers(), b"broken " * 9)]
+    job = job_id()
+    enqueue_images(celery_app, job, "tiny:1", [(30, blobs[0].key), (31, blobs[1].key)], 16)
+    assert len(collect_messages(broker, job)) == 1
+    worker.wait_for(lambda text: "chunk of 2 images: 1 failed" in text, timeout_s=30)
     text = worker.text()
-    assert "chunk of 3 images: 1 failed" in text
-    assert f"SYN{PATIENT_INDEX}" not in text
-    assert json.dumps("0" * 64)[1:-1] not in text  # no blob keys either
+    assert f"SYN{PATIENT_INDEX}" not in text and f"SYNTH^{PATIENT_INDEX}" not in text
+    assert not any(blob.key in text for blob in blobs)  # no blob keys either

@@ -13,7 +13,7 @@ from config.settings import Settings
 from db import outbox
 from db.models import OutboxEvent, OutboxStatus, utcnow
 from db.session import session_scope
-from workers import outbox_handlers, resources
+from workers import db_sessions, outbox_handlers
 from workers.tasks.outbox import BACKOFF_BASE_S, dispatch_due
 
 KIND = "test.flaky"
@@ -41,19 +41,19 @@ def receiver() -> Iterator[FlakyReceiver]:
 
 
 def row(settings: Settings, event_id: int) -> OutboxEvent:
-    with session_scope(resources.session_factory(settings)) as session:
+    with session_scope(db_sessions.session_factory(settings)) as session:
         return session.get_one(OutboxEvent, event_id)
 
 
 def make_due(settings: Settings) -> None:
-    with session_scope(resources.session_factory(settings)) as session:
+    with session_scope(db_sessions.session_factory(settings)) as session:
         session.execute(update(OutboxEvent).values(next_attempt_at=utcnow()))
 
 
 def test_a_failing_handler_is_retried_with_growing_backoff_until_sent(
     migrated_settings: Settings, receiver: FlakyReceiver
 ) -> None:
-    with session_scope(resources.session_factory(migrated_settings)) as session:
+    with session_scope(db_sessions.session_factory(migrated_settings)) as session:
         event_id = outbox.add(session, KIND, {"job_id": "j1"}).id
     delays = []
     for _ in range(2):
@@ -79,7 +79,7 @@ def test_a_failing_handler_is_retried_with_growing_backoff_until_sent(
 
 
 def test_kinds_without_a_handler_wait(migrated_settings: Settings, receiver: Any) -> None:
-    with session_scope(resources.session_factory(migrated_settings)) as session:
+    with session_scope(db_sessions.session_factory(migrated_settings)) as session:
         waiting = outbox.add(session, "nobody.handles", {}).id
     dispatch_due(migrated_settings)
     untouched = row(migrated_settings, waiting)

@@ -23,6 +23,7 @@ import redis
 from PIL import Image
 
 from config.settings import Settings
+from tests.blobs import put_bytes
 from tests.integration.workers.helpers import WorkerProcess, collect_messages
 from workers.enqueue import enqueue_images
 
@@ -76,7 +77,7 @@ def wait_for_reader(path: Path, timeout_s: float = 60.0) -> int:
 def unblock(store: Any, path: Path, data: bytes) -> None:
     """Put the real bytes in place; the blocked reader keeps the old FIFO (its own inode)."""
     path.unlink()
-    store.put_bytes(data)
+    put_bytes(store, data)
 
 
 def test_killed_pool_process_requeues_its_chunk(

@@ -27,10 +27,20 @@ def test_create_app_against_unreachable_servers_connects_nothing():
     assert app.config["MAX_CONTENT_LENGTH"] == NOWHERE.max_request_bytes
 
 
+def requests_counted(app):
+    counter = app.extensions["medflow.metrics"].requests
+    return sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total"))
+
+
 def test_two_apps_in_one_process_do_not_share_state():
     first, second = create_app(NOWHERE), create_app(replace(NOWHERE, rate_limit="1/minute"))
-    assert first.extensions["medflow"] is not second.extensions["medflow"]
-    assert first.extensions["medflow.metrics"] is not second.extensions["medflow.metrics"]
+    assert first.extensions["medflow"].settings.rate_limit == NOWHERE.rate_limit
+    assert second.extensions["medflow"].settings.rate_limit == "1/minute"
+    assert second.extensions["medflow"].intake.settings.rate_limit == "1/minute"
+    for _ in range(3):
+        first.test_client().get("/healthz")
+    # Each app counts its own requests (a shared registry would count them twice, or refuse).
+    assert (requests_counted(first), requests_counted(second)) == (3, 0)
 
 
 def test_v1_without_a_database_is_503_with_the_shape():

@@ -3,41 +3,62 @@ settings as the parent."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import os
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 from api.stack_env import WORKER_MALLOC_ENV, settings_to_env
 from config.settings import Settings
 from pipeline.limits import ImageLimits
 
 
+def changed_values(tmp_path: Path) -> dict[str, Any]:
+    """A value other than the default for every field; a new field needs one here."""
+    return {
+        "env": "test",
+        "database_url": "postgresql+psycopg2://u:p@db:5432/x",
+        "redis_url": "redis://127.0.0.1:6400/3",
+        "blob_url": "s3://bucket/prefix",
+        "s3_endpoint_url": "http://127.0.0.1:9000",
+        "model_root": tmp_path / "models",
+        "models": ("tiny", "nodule-detector"),
+        "import_roots": (tmp_path / "a", tmp_path / "b"),
+        "chunk_size": 5,
+        "intra_op_threads": 2,
+        "worker_concurrency": (os.cpu_count() or 1) + 1,
+        "visibility_timeout_s": 700,
+        "chunk_time_limit_s": 60,
+        "pending_timeout_s": 90,
+        "reconcile_interval_s": 7,
+        "max_attempts": 9,
+        "secret_key": "k" * 40,
+        "audit_anchors": "s3://anchors/medflow",
+        "rate_limit": "10/second",
+        "max_request_bytes": 1234,
+        "limits": ImageLimits(max_bytes=99, min_side=8, max_side=512, max_pixels=512 * 512),
+        "chunk_start_limit": 3,
+        "image_time_limit_s": 20,
+        "fault_hooks": 1,
+        "outbox_interval_s": 2,
+        "outbox_max_attempts": 3,
+    }
+
+
 def test_round_trip_of_every_field(tmp_path: Path) -> None:
-    settings = replace(
-        Settings(),
-        env="test",
-        database_url="postgresql+psycopg2://u:p@db:5432/x",
-        redis_url="redis://127.0.0.1:6400/3",
-        blob_url="s3://bucket/prefix",
-        s3_endpoint_url="http://127.0.0.1:9000",
-        model_root=tmp_path / "models",
-        models=("tiny", "nodule-detector"),
-        import_roots=(tmp_path / "a", tmp_path / "b"),
-        chunk_size=5,
-        intra_op_threads=2,
-        worker_concurrency=3,
-        visibility_timeout_s=700,
-        chunk_time_limit_s=60,
-        pending_timeout_s=90,
-        reconcile_interval_s=7,
-        secret_key="k" * 40,
-        rate_limit="10/second",
-        max_request_bytes=1234,
-        chunk_start_limit=3,
-        image_time_limit_s=20,
-        fault_hooks=1,
-        limits=ImageLimits(max_bytes=99, min_side=8, max_side=512, max_pixels=512 * 512),
-    )
-    assert Settings.from_env(settings_to_env(settings)) == settings
+    values = changed_values(tmp_path)
+    defaults = Settings()
+    assert sorted(values) == sorted(f.name for f in fields(Settings))
+    for name in ("limits", *values):
+        assert getattr(defaults, name) != values[name], (
+            f"{name}: pick a value that is not the default"
+        )
+    for field in fields(ImageLimits):
+        assert getattr(defaults.limits, field.name) != getattr(values["limits"], field.name)
+    settings = replace(defaults, **values)
+    back = Settings.from_env(settings_to_env(settings))
+    for field in fields(Settings):
+        assert getattr(back, field.name) == getattr(settings, field.name), field.name
 
 
 def test_defaults_round_trip() -> None:

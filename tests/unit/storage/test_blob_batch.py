@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from storage.blobstore import BlobMissing, BlobTooLarge, FileBlobStore, Spool
+from tests.blobs import put_bytes
 
 A, B, C = (bytes([n]) * 300_000 + bytes([n, 1, 2]) for n in range(3))
 _REAL_FSYNC = os.fsync
@@ -64,7 +65,7 @@ def fsyncs(blob_store: FileBlobStore, monkeypatch: pytest.MonkeyPatch) -> FsyncL
 def test_batch_syncs_each_new_file_and_directory_once_at_the_end(
     blob_store: FileBlobStore, fsyncs: FsyncLog
 ) -> None:
-    blob_store.put_bytes(A)  # stored before: needs no file fsync, and is not rewritten
+    put_bytes(blob_store, A)  # stored before: needs no file fsync, and is not rewritten
     fsyncs.calls.clear()
     with blob_store.batch() as batch:
         infos = [batch.put_stream(io.BytesIO(data)) for data in (A, B, C, B)]
@@ -84,7 +85,7 @@ def test_batch_syncs_each_new_file_and_directory_once_at_the_end(
 
 
 def test_single_put_is_durable_when_it_returns(blob_store: FileBlobStore, fsyncs: FsyncLog) -> None:
-    info = blob_store.put_bytes(B)
+    info = put_bytes(blob_store, B)
     directory = blob_store.path(info.key).parent
     assert fsyncs.files() == [("file", key(B), False)]
     assert sorted(fsyncs.dirs()) == sorted([inode(directory), inode(blob_store.root)])
@@ -142,7 +143,7 @@ def test_batch_refuses_a_spool_it_cannot_rename(blob_store: FileBlobStore) -> No
 
 
 def test_sweep_removes_only_spools_older_than_the_cutoff(blob_store: FileBlobStore) -> None:
-    stored = blob_store.put_bytes(b"kept")
+    stored = put_bytes(blob_store, b"kept")
     crashed, live = blob_store.spool(), blob_store.spool()
     crashed.write(b"left by a killed request")
     live.write(b"still receiving")

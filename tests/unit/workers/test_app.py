@@ -48,3 +48,16 @@ def test_fault_hooks_are_refused_outside_tests() -> None:
     Settings.from_env({"MEDFLOW_ENV": "test", "MEDFLOW_FAULT_HOOKS": "1"})
     with pytest.raises(SettingsError, match="FAULT_HOOKS"):
         Settings.from_env({"MEDFLOW_ENV": "development", "MEDFLOW_FAULT_HOOKS": "1"})
+
+
+def test_the_collector_beats_the_outbox_and_inference_workers_load_no_collector_task() -> None:
+    from workers.app import COLLECTOR_MODULES, INFERENCE_MODULES
+
+    settings = replace(Settings(env="test"), outbox_interval_s=3)
+    conf = make_celery(settings, include=COLLECTOR_MODULES).conf
+    entry = conf.beat_schedule["dispatch-outbox"]
+    assert (entry["task"], entry["schedule"]) == ("medflow.dispatch_outbox", 3.0)
+    assert conf.task_routes["medflow.dispatch_outbox"] == {"queue": "results"}
+    assert "workers.tasks.outbox" in COLLECTOR_MODULES
+    assert not {"workers.tasks.collect", "workers.tasks.outbox"} & set(INFERENCE_MODULES)
+    assert list(make_celery(settings).conf.include) == list(INFERENCE_MODULES)

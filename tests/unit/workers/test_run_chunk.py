@@ -18,6 +18,7 @@ from PIL import Image
 from config.settings import Settings
 from pipeline.predict import Predictor
 from storage.blobstore import FileBlobStore
+from tests.blobs import put_bytes
 from workers import model_cache
 from workers.tasks.infer import run_chunk
 
@@ -59,7 +60,7 @@ def trace(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
 
 def store_pngs(settings: Settings, count: int) -> list[str]:
     store = FileBlobStore(settings.blob_url.removeprefix("file://"))
-    return [store.put_bytes(png(seed)).key for seed in range(count)]
+    return [put_bytes(store, png(seed)).key for seed in range(count)]
 
 
 @pytest.mark.parametrize(("model", "batch"), [("nodule-detector", 1), ("tiny", 8)])

@@ -19,6 +19,7 @@ from storage.blobstore import (
     S3BlobStore,
     open_blob_store,
 )
+from tests.blobs import put_bytes
 
 DATA = b"\x89PNG pretend image bytes" * 1000
 KEY = hashlib.sha256(DATA).hexdigest()
@@ -42,7 +43,7 @@ def files(root: Path) -> list[Path]:
 
 
 def test_file_store_put_get_dedupe(blob_store: FileBlobStore) -> None:
-    info = blob_store.put_bytes(DATA)
+    info = put_bytes(blob_store, DATA)
     assert info == BlobInfo(KEY, len(DATA))
     assert blob_store.get(KEY) == DATA and blob_store.exists(KEY)
     assert blob_store.put_stream(io.BytesIO(DATA), max_bytes=len(DATA)) == info
@@ -74,7 +75,7 @@ def test_file_store_failed_write_leaves_nothing(blob_store: FileBlobStore) -> No
 def test_file_store_concurrent_puts_of_the_same_bytes(blob_store: FileBlobStore) -> None:
     results: list[BlobInfo] = []
     threads = [
-        threading.Thread(target=lambda: results.append(blob_store.put_bytes(DATA)))
+        threading.Thread(target=lambda: results.append(put_bytes(blob_store, DATA)))
         for _ in range(8)
     ]
     for thread in threads:
@@ -103,7 +104,7 @@ class CountingClient:
 def test_s3_store_put_get_dedupe(s3: Any, s3_bucket: str) -> None:
     client = CountingClient(s3)
     store = S3BlobStore(s3_bucket, "blobs/", client=client)
-    assert store.put_bytes(DATA) == BlobInfo(KEY, len(DATA))
+    assert put_bytes(store, DATA) == BlobInfo(KEY, len(DATA))
     assert store.put_stream(io.BytesIO(DATA)) == BlobInfo(KEY, len(DATA))
     assert client.uploads == 1  # the second put found the object and skipped the upload
     assert store.get(KEY) == DATA and store.exists(KEY)
@@ -128,7 +129,7 @@ def test_open_blob_store(tmp_path: Path, s3_endpoint: str, s3_bucket: str) -> No
     s3_store = open_blob_store(settings)
     assert isinstance(s3_store, S3BlobStore)
     assert (s3_store.bucket, s3_store.prefix) == (s3_bucket, "medflow/blobs")
-    assert s3_store.get(s3_store.put_bytes(DATA).key) == DATA
+    assert s3_store.get(put_bytes(s3_store, DATA).key) == DATA
     for bad in ("http://example.com/x", "file://host/dir", "s3:///nobucket"):
         with pytest.raises(ValueError):
             open_blob_store(Settings(blob_url=bad))
