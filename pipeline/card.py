@@ -54,6 +54,51 @@ class OutputSpec:
 
 @dataclass(frozen=True)
 class ModelCard:
+    """The model card, ``model.json``: the contract between a model's author and MedFlow.
+
+    Everything needed to feed the model and read its output is here; nothing is guessed from
+    the graph. :meth:`from_dict` parses the JSON strictly and :meth:`validate` checks the card
+    on its own; the repository then checks it against ``model.onnx`` (sha256, input and output
+    names and shapes), so a wrong card stops a worker before its first image.
+
+    Attributes
+    ----------
+    name, version : str
+        The model's reference ``name:version`` (see :attr:`ref`); they must equal the
+        repository directories ``<name>/<version>/``.
+    description : str
+        Free text for operators (``GET /v1/models``).
+    input : InputSpec
+        The input tensor's ``name``, ``layout`` ("NCHW" or "NHWC"), ``channels`` (1, or 3:
+        grey replicated or RGB) and ``height`` x ``width`` in pixels.
+    preprocess : PreprocessSpec
+        ``resize`` ("stretch" or "letterbox"), ``percentiles`` (the robust window, in percent,
+        used when a DICOM file has no VOI window), then per-channel ``mean`` and ``std`` applied
+        to display intensities on [0, 1] as ``(x - mean) / std``.
+    output : OutputSpec
+        The output tensor's ``name``, ``activation`` ("sigmoid", "softmax", or "none" when the
+        graph outputs probabilities), ``labels`` in output order, and per-label
+        ``thresholds`` (probability cut-offs, 0.5 when absent).
+    batch_size : int
+        Images per ONNX Runtime call (>= 1); about 8 suits a 2-core CPU worker.
+    sha256 : str
+        The sha256 of ``model.onnx``, 64 hex digits; a worker refuses a file that differs.
+    trained : bool
+        False for demonstration models whose scores mean nothing.
+    extra : dict
+        Free-form facts (FLOPs, training data, licence); never read by the pipeline.
+
+    Examples
+    --------
+    A minimal ``model.json``::
+
+        {"name": "chest", "version": "1", "sha256": "<64 hex digits>", "batch_size": 8,
+         "input": {"name": "input", "layout": "NCHW", "channels": 1, "height": 224,
+                   "width": 224},
+         "preprocess": {"mean": [0.5], "std": [0.25]},
+         "output": {"name": "logits", "activation": "sigmoid", "labels": ["effusion"]}}
+    """
+
     name: str
     version: str
     description: str

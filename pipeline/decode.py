@@ -70,7 +70,7 @@ def decode_image(
             image = _decode(data, fmt, limits, draft_size)
     except BaseException as exc:  # pyo3 codecs panic with a BaseException
         cause = exc.__cause__ if isinstance(exc, ImageError) else exc
-        if cause is not None and _is_interruption(cause):
+        if cause is not None and is_interruption(cause):
             raise cause from None
         if isinstance(exc, ImageError):
             raise
@@ -82,7 +82,7 @@ def decode_image(
     return image
 
 
-def _is_interruption(exc: BaseException) -> bool:
+def is_interruption(exc: BaseException) -> bool:
     """Is ``exc`` an interruption of the process rather than the image's fault?
 
     Ctrl-C, exit, and time limits that a signal handler raises inside whatever code runs (the

@@ -26,14 +26,18 @@ def intensity_rules(
     photometric: str,
     samples_per_pixel: int,
     bits_stored: int,
+    *,
+    little_endian: bool = True,
 ) -> tuple[np.ndarray, IntensityTransform, list[str]]:
     """Intensity rules of PS3.3 C.11: Modality LUT, VOI LUT, then MONOCHROME1 inversion.
 
     Linear rescale and windows are returned for preprocessing to apply after reduction; LUT
     tables are applied here (they are not linear), and the transform then covers their output.
+    ``little_endian`` is the transfer syntax's byte order, which OW table data is stored in.
     """
     if photometric == "PALETTE COLOR":
-        rgb = _apply_table(apply_color_lut, stored, header, "Palette Color LUT")  # C.7.6.3.1.5
+        palette = header if little_endian else _little_endian_palette(header)
+        rgb = _apply_table(apply_color_lut, stored, palette, "Palette Color LUT")  # C.7.6.3.1.5
         return rgb, _full_range(rgb), ["palette"]
     if samples_per_pixel == 3:
         # The VOI LUT module applies to MONOCHROME images only (PS3.3 C.11.2.1.2).
@@ -52,6 +56,29 @@ def intensity_rules(
         window = _table_window(header.VOILUTSequence[0])
     invert = photometric == "MONOCHROME1"  # PS3.3 C.7.6.3.1.2
     return stored, IntensityTransform(slope, intercept, window, invert), tables
+
+
+def _little_endian_palette(header: Dataset) -> Dataset:
+    """The palette of a big endian file, its OW table data in little endian words.
+
+    pydicom's ``apply_color_lut`` reads non-segmented Palette Color LUT Data (OW, PS3.3
+    C.7.6.3.1.6) as little endian whatever the file's byte order; swapping each 16-bit word
+    gives it what it expects (8-bit entries packed in OW words are swapped with their word).
+    Segmented tables are read in the file's order by pydicom already.
+    """
+    if "RedPaletteColorLookupTableData" not in header:
+        return header
+    palette = Dataset()
+    for element in header:
+        if "PaletteColor" in element.keyword or element.keyword == "PixelPresentation":
+            palette.add(element)
+    for colour in ("Red", "Green", "Blue", "Alpha"):
+        keyword = f"{colour}PaletteColorLookupTableData"
+        value = palette.get(keyword)
+        if isinstance(value, bytes) and len(value) % 2 == 0:
+            swapped = np.frombuffer(value, ">u2").astype("<u2").tobytes()
+            palette.add_new(keyword, "OW", swapped)
+    return palette
 
 
 def _apply_table(

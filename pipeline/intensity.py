@@ -12,8 +12,6 @@ import numpy as np
 from pipeline.errors import ErrorCode, ImageError
 from pipeline.image import IntensityTransform, Window
 
-VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
-
 
 def to_display(
     values: np.ndarray, transform: IntensityTransform, percentiles: tuple[float, float]
@@ -63,7 +61,8 @@ def apply_window(values: np.ndarray, window: Window) -> np.ndarray:
     values : numpy.ndarray
         float32 modality values (e.g. Hounsfield units or detector units). Overwritten.
     window : Window
-        ``center`` and ``width`` in modality units; ``function`` one of :data:`VOI_FUNCTIONS`.
+        ``center`` and ``width`` in modality units; ``function`` "LINEAR", "LINEAR_EXACT"
+        or "SIGMOID" (PS3.3 C.11.2.1.3).
 
     Raises
     ------

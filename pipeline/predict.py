@@ -15,7 +15,7 @@ from time import perf_counter
 import numpy as np
 
 from pipeline.card import ModelCard
-from pipeline.decode import decode_image
+from pipeline.decode import decode_image, is_interruption
 from pipeline.errors import ErrorCode, ImageError
 from pipeline.image import DecodedImage
 from pipeline.limits import ImageLimits
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 Pseudonymize = Callable[[dict[str, str]], dict[str, str]]
 
 PENDING = "pending"  # prepared, waiting for its batch; never returned
-_TIME_LIMITS = frozenset({"SoftTimeLimitExceeded", "TimeLimitExceeded"})
 INTERNAL_MESSAGE = "internal error while processing the image"
 DEFAULT_LIMITS = ImageLimits()
 
@@ -171,8 +170,8 @@ def _fail(result: ImageResult, code: ErrorCode, message: str) -> None:
 
 
 def _reraise_interruption(exc: Exception) -> None:
-    """Celery's time limits are Exceptions; known by name so pipeline stays free of Celery."""
-    if any(cls.__name__ in _TIME_LIMITS for cls in type(exc).__mro__):
+    """Celery's time limits are Exceptions: let them (and other interruptions) through."""
+    if is_interruption(exc):
         raise exc
 
 

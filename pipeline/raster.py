@@ -21,9 +21,9 @@ import numpy as np
 from PIL import Image
 
 from pipeline.errors import ErrorCode, ImageError
+from pipeline.guards import check_dimensions
 from pipeline.image import DecodedImage, ImageFormat, IntensityTransform
 from pipeline.limits import ImageLimits
-from pipeline.sniff import check_dimensions
 
 _ORIENTATION_TAG = 0x0112  # EXIF Orientation
 # EXIF orientation -> the transpose that makes the image upright (as ImageOps.exif_transpose).

@@ -1,18 +1,16 @@
-"""What an image's bytes are, and whether their declared size is acceptable, before decoding.
+"""What an image's bytes are: the format, judged from the content before anything else.
 
 The format is decided by content, never by file name: uploads are named by users and URIs, and
-a ``.dcm`` that is really a PNG (or the reverse) is common. The geometry check lives here too
-because every decoder runs it on header values before it allocates a single pixel.
+a ``.dcm`` that is really a PNG (or the reverse) is common. Whether the declared size is
+acceptable is another question, answered by :mod:`pipeline.guards` inside each decoder.
 """
 
 from __future__ import annotations
 
 import struct
-import zlib
 
 from pipeline.errors import ErrorCode, ImageError
 from pipeline.image import ImageFormat
-from pipeline.limits import ImageLimits
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # SOI marker followed by the first byte of the next marker (PS3.5 refers to ISO 10918-1 B.1.1.3)
@@ -28,9 +26,6 @@ _VRS = frozenset({
     "UR", "US", "UT", "UV",
 })
 # fmt: on
-# Frame header markers: SOF0-SOF15 (ISO 10918-1 B.1.1.3, bar DHT, JPG, DAC) and SOF55 (JPEG-LS).
-_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC} | {0xF7}
-_J2K_START = b"\xff\x4f\xff\x51"  # SOC then SIZ (ISO 15444-1 A.4.1, A.5.1)
 # Group of the first element of a data set written without File Meta Information: group 0x0008
 # (Specific Character Set, SOP Class UID...) is the lowest group a composite IOD normally uses.
 _BARE_DATASET_GROUP = 0x0008
@@ -113,106 +108,3 @@ def _implicit_vr_element_at(data: bytes, offset: int, *, group: int) -> bool:
     # Values have even lengths (PS3.5 7.1.1); group 0x0008 opens with short strings. Both cut
     # down coincidences without needing more of the file than its head.
     return bool(found_group == group and length % 2 == 0 and length < 0x10000)
-
-
-def check_dimensions(width: int, height: int, limits: ImageLimits) -> None:
-    """Check an image's declared size against ``limits`` before any pixel is decoded.
-
-    Parameters
-    ----------
-    width, height : int
-        Columns and rows as declared by the file's header, in pixels.
-    limits : ImageLimits
-
-    Raises
-    ------
-    ImageError
-        ``DECOMPRESSION_BOMB`` when ``width * height`` exceeds ``limits.max_pixels`` (checked
-        first: it is the allocation that hurts), ``IMAGE_TOO_LARGE`` when a side exceeds
-        ``limits.max_side``, ``IMAGE_TOO_SMALL`` when a side is under ``limits.min_side``.
-    """
-    sizes: dict[str, str | int | float] = {"width": width, "height": height}
-    if width * height > limits.max_pixels:
-        raise ImageError(
-            ErrorCode.DECOMPRESSION_BOMB,
-            f"the header declares {width} x {height} pixels, more than the limit of "
-            f"{limits.max_pixels} pixels",
-            max_pixels=limits.max_pixels,
-            **sizes,
-        )
-    if max(width, height) > limits.max_side:
-        raise ImageError(
-            ErrorCode.IMAGE_TOO_LARGE,
-            f"the image is {width} x {height} pixels, a side is over {limits.max_side}",
-            max_side=limits.max_side,
-            **sizes,
-        )
-    if min(width, height) < limits.min_side:
-        raise ImageError(
-            ErrorCode.IMAGE_TOO_SMALL,
-            f"the image is {width} x {height} pixels, a side is under {limits.min_side}",
-            min_side=limits.min_side,
-            **sizes,
-        )
-
-
-def check_inflated_size(deflated: bytes | memoryview, max_bytes: int) -> None:
-    """Refuse a raw deflate stream (DICOM PS3.5 A.5) that inflates to more than ``max_bytes``.
-
-    Inflates in 1 MiB steps and keeps nothing, so a bomb costs time bounded by ``max_bytes``
-    and no memory; a stream zlib cannot read is left for the decoder to report.
-
-    Raises
-    ------
-    ImageError
-        ``DECOMPRESSION_BOMB``.
-    """
-    step = 1 << 20
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    try:
-        total = len(inflater.decompress(deflated, step))
-        while inflater.unconsumed_tail and total <= max_bytes:
-            total += len(inflater.decompress(inflater.unconsumed_tail, step))
-    except zlib.error:
-        return
-    if total > max_bytes:
-        raise ImageError(
-            ErrorCode.DECOMPRESSION_BOMB,
-            f"the deflated data set inflates to more than {max_bytes} bytes",
-            max_bytes=max_bytes,
-        )
-
-
-def codestream_size(stream: bytes | memoryview) -> tuple[int, int] | None:
-    """The ``(width, height)`` a JPEG, JPEG-LS or JPEG 2000 codestream declares, if any.
-
-    Parameters
-    ----------
-    stream : bytes or memoryview
-        The start of the codestream (its headers; the first kilobytes are enough).
-
-    Returns
-    -------
-    (int, int) or None
-        None for another format, a size defined later (JPEG DNL) or unreadable headers.
-    """
-    head = bytes(stream[:65536])
-    if head.startswith(_J2K_START) and len(head) >= 24:
-        # SIZ: Lsiz, Rsiz, then Xsiz, Ysiz, XOsiz, YOsiz; the image is the grid minus offsets.
-        x, y, x_offset, y_offset = struct.unpack(">4L", head[8:24])
-        return x - x_offset, y - y_offset
-    if not head.startswith(b"\xff\xd8"):
-        return None
-    offset = 2
-    while offset + 9 <= len(head) and head[offset] == 0xFF:
-        marker = head[offset + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            offset += 1
-        elif marker in _SOF_MARKERS:
-            height, width = struct.unpack(">HH", head[offset + 5 : offset + 9])
-            return (width, height) if height else None
-        elif marker == 0xDA:  # a scan before any frame header: nothing to learn
-            return None
-        else:  # a marker segment: skip its length
-            offset += 2 + struct.unpack(">H", head[offset + 2 : offset + 4])[0]
-    return None

@@ -92,6 +92,7 @@ def _record(path: Path, result: ImageResult, model: LoadedModel) -> dict[str, An
         "file": str(path),
         "status": result.status,
         "error_code": result.error_code,
+        "error_message": result.error_message,
         "scores": result.scores,
         "positive": result.positive,
         "model": {"name": model.card.name, "version": model.card.version, "sha256": model.sha256},

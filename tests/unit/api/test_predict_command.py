@@ -12,7 +12,16 @@ from api.commands.predict import predict
 from tests.unit.pipeline.images import png_bytes
 from tests.unit.pipeline.model_factory import LABELS, card_for, linear_graph, write_model
 
-FIELDS = {"file", "status", "error_code", "scores", "positive", "model", "timings_ms"}
+FIELDS = {
+    "file",
+    "status",
+    "error_code",
+    "error_message",
+    "scores",
+    "positive",
+    "model",
+    "timings_ms",
+}
 
 
 @pytest.fixture
@@ -46,13 +55,14 @@ def test_json_lines(root: Path, files: list[Path]) -> None:
         assert line["model"]["name"] == "chest" and line["model"]["version"] == "2"
         assert len(line["model"]["sha256"]) == 64
     ok, broken, other = lines
-    assert ok["status"] == "ok" and ok["error_code"] is None
+    assert ok["status"] == "ok" and ok["error_code"] is None and ok["error_message"] is None
     assert set(ok["scores"]) == set(LABELS) and all(0 <= v <= 1 for v in ok["scores"].values())
     assert {"decode", "preprocess", "inference", "total"} <= set(ok["timings_ms"])
     assert broken["status"] == "failed" and broken["error_code"] in (
         "TRUNCATED_FILE",
         "CORRUPT_IMAGE",
     )
+    assert "PNG" in broken["error_message"]  # the same message as the table's
     assert broken["scores"] == {} and broken["positive"] == []
     assert other["status"] == "ok"
 

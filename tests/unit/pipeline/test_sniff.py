@@ -12,9 +12,10 @@ from pydicom.data import get_testdata_file
 from pydicom.encaps import generate_fragments
 
 from pipeline.errors import ErrorCode, ImageError
+from pipeline.guards import check_dimensions, codestream_size
 from pipeline.image import ImageFormat
 from pipeline.limits import ImageLimits
-from pipeline.sniff import check_dimensions, codestream_size, sniff_format
+from pipeline.sniff import sniff_format
 
 
 def _testdata(name: str) -> bytes:
