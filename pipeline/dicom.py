@@ -11,9 +11,10 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from io import BytesIO
 
+import numpy as np
 from pydicom import config, dcmread, uid
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset, read_preamble
@@ -31,6 +32,7 @@ from pipeline.dicom_pixels import (
 from pipeline.errors import ErrorCode, ImageError
 from pipeline.guards import check_dimensions, check_inflated_size
 from pipeline.image import DecodedImage, ImageFormat
+from pipeline.j2k_reduced import REDUCIBLE, decode_reduced
 from pipeline.limits import ImageLimits
 from pipeline.sniff import DICOM_PREFIX
 
@@ -42,7 +44,9 @@ _OTHER_PHOTOMETRICS = {"YBR_PARTIAL_420", "YBR_PARTIAL_422", "ARGB", "CMYK", "HS
 register_fallback()
 
 
-def decode_dicom(data: bytes, limits: ImageLimits) -> DecodedImage:
+def decode_dicom(
+    data: bytes, limits: ImageLimits, *, draft_size: tuple[int, int] | None = None
+) -> DecodedImage:
     """Decode a single-frame DICOM image to stored values plus an :class:`IntensityTransform`.
 
     Parameters
@@ -51,19 +55,75 @@ def decode_dicom(data: bytes, limits: ImageLimits) -> DecodedImage:
         A DICOM file: PS3.10 (preamble + ``DICM``), or without preamble.
     limits : ImageLimits
         Checked against Rows and Columns before any pixel is decoded.
+    draft_size : (int, int), optional
+        ``(rows, columns)`` the caller will reduce to. Given, a JPEG 2000 frame is decoded at
+        the coarsest resolution level still this large (see :mod:`pipeline.j2k_reduced`); only
+        for models whose card allows it.
 
     Returns
     -------
     DecodedImage
         ``pixels`` is ``(Rows, Columns)`` for MONOCHROME1/2 (uint8, uint16, int16 sign-extended
         from Bits Stored, float32 or float64) or ``(Rows, Columns, 3)`` RGB for RGB, YBR and
-        PALETTE COLOR. The array may be a read-only view of ``data``.
+        PALETTE COLOR; smaller for a reduced JPEG 2000 frame. The array may be a read-only view
+        of ``data``.
 
     Raises
     ------
     ImageError
         With a ``DICOM_*``, ``TRUNCATED_FILE``, geometry or sample-type code; messages never
         carry header values that could be PHI.
+    """
+    with _quiet_pydicom():
+        stored = read_stored(data, limits, draft_size=draft_size)
+        geometry = stored.geometry
+        pixels, intensity, tables = intensity_rules(
+            stored.pixels,
+            stored.header,
+            geometry.photometric_interpretation,
+            geometry.samples_per_pixel,
+            geometry.bits_stored,
+            little_endian=stored.syntax.is_little_endian,
+        )
+        facts = image_facts(stored.header, asdict(geometry), stored.syntax, tables, stored.excess)
+        identifiers = raw_identifiers(stored.header)
+    return DecodedImage(
+        pixels=pixels,
+        format=ImageFormat.DICOM,
+        width=geometry.columns,
+        height=geometry.rows,
+        intensity=intensity,
+        facts=facts,
+        identifiers=identifiers,
+    )
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """A decoded frame's stored values, before any lookup table, and what they came from.
+
+    ``pixels`` is as :func:`decode_dicom` describes, except that PALETTE COLOR is still the
+    ``(Rows, Columns)`` indices and no Modality or VOI LUT has been applied.
+    """
+
+    pixels: np.ndarray
+    header: Dataset
+    geometry: Geometry
+    syntax: uid.UID
+    excess: int  # bytes of padding after native pixel data
+
+
+def read_stored(
+    data: bytes, limits: ImageLimits, *, draft_size: tuple[int, int] | None = None
+) -> StoredImage:
+    """Check and decode a DICOM file's one frame to its stored values (no LUT applied).
+
+    ``draft_size`` as for :func:`decode_dicom`.
+
+    Raises
+    ------
+    ImageError
+        As :func:`decode_dicom`.
     """
     if data.startswith(DICOM_PREFIX):
         # pydicom reads a preamble + "DICM" or the File Meta group at offset 0, not "DICM" there.
@@ -73,32 +133,18 @@ def decode_dicom(data: bytes, limits: ImageLimits) -> DecodedImage:
         stream = BytesIO(data)
         header = _read_header(stream)
         syntax = _transfer_syntax(header)
-        pixels = locate_pixels(data, stream.tell(), header, syntax)
-        geometry = _geometry(header, pixels.keyword)
+        element = locate_pixels(data, stream.tell(), header, syntax)
+        geometry = _geometry(header, element.keyword)
         check_dimensions(geometry.columns, geometry.rows, limits)
         _check_frames(header)
-        check_sample_type(pixels.keyword, geometry)
-        excess = check_length(pixels, geometry, syntax)
-        stored = decode_pixels(pixels, geometry, syntax)
-        stored, intensity, tables = intensity_rules(
-            stored,
-            header,
-            geometry.photometric_interpretation,
-            geometry.samples_per_pixel,
-            geometry.bits_stored,
-            little_endian=syntax.is_little_endian,
-        )
-        facts = image_facts(header, asdict(geometry), syntax, tables, excess)
-        identifiers = raw_identifiers(header)
-    return DecodedImage(
-        pixels=stored,
-        format=ImageFormat.DICOM,
-        width=geometry.columns,
-        height=geometry.rows,
-        intensity=intensity,
-        facts=facts,
-        identifiers=identifiers,
-    )
+        check_sample_type(element.keyword, geometry)
+        excess = check_length(element, geometry, syntax)
+        pixels = None
+        if draft_size is not None and syntax in REDUCIBLE:
+            pixels = decode_reduced(element.value, geometry, draft_size)
+        if pixels is None:
+            pixels = decode_pixels(element, geometry, syntax)
+    return StoredImage(pixels, header, geometry, syntax, excess)
 
 
 @contextmanager
