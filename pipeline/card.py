@@ -33,12 +33,18 @@ class PreprocessSpec:
     ``percentiles`` is the robust window used when a DICOM file carries no VOI window (and for
     nothing else). After windowing, intensities are on [0, 1]; then ``(x - mean) / std`` per
     channel.
+
+    ``reduced_jpeg2000_tolerance``, when set, allows JPEG 2000 frames to be decoded at a reduced
+    resolution level (never below the input size; see :mod:`pipeline.j2k_reduced`): the largest
+    change of any score, on [0, 1], that the model's owner accepts from it. The allowance must
+    be proven on the generator's JPEG 2000 images (:mod:`pipeline.reduced_check`).
     """
 
     resize: str = "stretch"
     percentiles: tuple[float, float] = (0.5, 99.5)
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
+    reduced_jpeg2000_tolerance: float | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,8 @@ class ModelCard:
     preprocess : PreprocessSpec
         ``resize`` ("stretch" or "letterbox"), ``percentiles`` (the robust window, in percent,
         used when a DICOM file has no VOI window), then per-channel ``mean`` and ``std`` applied
-        to display intensities on [0, 1] as ``(x - mean) / std``.
+        to display intensities on [0, 1] as ``(x - mean) / std``; optionally
+        ``reduced_jpeg2000_tolerance`` (see :class:`PreprocessSpec`).
     output : OutputSpec
         The output tensor's ``name``, ``activation`` ("sigmoid", "softmax", or "none" when the
         graph outputs probabilities), ``labels`` in output order, and per-label
@@ -158,6 +165,12 @@ class ModelCard:
                 f"needs 1 or {self.input.channels} values",
             )
         _check(all(s > 0 for s in self.preprocess.std), "preprocess.std", "must be > 0")
+        tolerance = self.preprocess.reduced_jpeg2000_tolerance
+        _check(
+            tolerance is None or 0 < tolerance <= 1,
+            "preprocess.reduced_jpeg2000_tolerance",
+            "must be null or in (0, 1]",
+        )
         _check(self.output.activation in ACTIVATIONS, "output.activation", f"one of {ACTIVATIONS}")
         _check(len(self.output.labels) > 0, "output.labels", "must not be empty")
         _check(
@@ -192,6 +205,8 @@ def _preprocess(section: dict[str, Any]) -> PreprocessSpec:
     for key in ("percentiles", "mean", "std"):
         if key in section:
             section[key] = tuple(float(v) for v in section[key])
+    if section.get("reduced_jpeg2000_tolerance") is not None:
+        section["reduced_jpeg2000_tolerance"] = float(section["reduced_jpeg2000_tolerance"])
     return PreprocessSpec(**section)
 
 

@@ -30,6 +30,7 @@ def decode_image(
     limits: ImageLimits = DEFAULT_LIMITS,
     *,
     draft_size: tuple[int, int] | None = None,
+    reduce_jpeg2000: bool = False,
 ) -> DecodedImage:
     """Decode DICOM, PNG or JPEG bytes into stored samples and their intensity rules.
 
@@ -41,6 +42,9 @@ def decode_image(
         Byte size, sides and pixel count, all checked before pixels are decoded.
     draft_size : (int, int), optional
         ``(rows, columns)`` the caller will reduce to; lets a JPEG decode at reduced scale.
+    reduce_jpeg2000 : bool
+        Let a DICOM JPEG 2000 frame decode at a reduced resolution level too (never below
+        ``draft_size``). Not exact: only for a model whose card allows it.
 
     Returns
     -------
@@ -67,7 +71,7 @@ def decode_image(
         with warnings.catch_warnings():
             # Decoder warnings are noise per image; whatever matters becomes an ImageError.
             warnings.simplefilter("ignore")
-            image = _decode(data, fmt, limits, draft_size)
+            image = _decode(data, fmt, limits, draft_size, reduce_jpeg2000)
     except BaseException as exc:  # pyo3 codecs panic with a BaseException
         cause = exc.__cause__ if isinstance(exc, ImageError) else exc
         if cause is not None and is_interruption(cause):
@@ -95,10 +99,14 @@ def is_interruption(exc: BaseException) -> bool:
 
 
 def _decode(
-    data: bytes, fmt: ImageFormat, limits: ImageLimits, draft_size: tuple[int, int] | None
+    data: bytes,
+    fmt: ImageFormat,
+    limits: ImageLimits,
+    draft_size: tuple[int, int] | None,
+    reduce_jpeg2000: bool,
 ) -> DecodedImage:
     if fmt is ImageFormat.DICOM:
-        return decode_dicom(data, limits)
+        return decode_dicom(data, limits, draft_size=draft_size if reduce_jpeg2000 else None)
     return decode_raster(data, fmt, limits, draft_size=draft_size)
 
 

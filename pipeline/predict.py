@@ -113,7 +113,12 @@ class Predictor:
             stage = "decode"
             begun = perf_counter()
             spec = self.card.input
-            image = decode_image(data, self.limits, draft_size=(spec.height, spec.width))
+            image = decode_image(
+                data,
+                self.limits,
+                draft_size=(spec.height, spec.width),
+                reduce_jpeg2000=self.card.preprocess.reduced_jpeg2000_tolerance is not None,
+            )
             result.timings_ms["decode"] = _ms(begun)
             self._describe(result, image)
             stage = "preprocess"
