@@ -12,8 +12,9 @@ Encoding is deterministic: the stored value range, the UIDs and the dates follow
 ``(seed, index, variant)``. UIDs come from ``generate_uid(entropy_srcs=...)`` under pydicom's
 root (a hash of the sources); note that ``generate_uid(prefix=None)`` ignores ``entropy_srcs``
 and returns a random ``2.25.<uuid4>``.
-The compressed DICOM syntaxes are RLE Lossless (pylibjpeg-rle) and JPEG 2000 Lossless
-(pylibjpeg-openjpeg); both round-trip exactly through pydicom's decoders.
+The compressed DICOM syntaxes are RLE Lossless (pylibjpeg-rle), JPEG 2000 Lossless
+(pylibjpeg-openjpeg) and HTJ2K Lossless (High-Throughput JPEG 2000, written by OpenJPH through
+imagecodecs: pydicom has no HTJ2K encoder); all round-trip exactly through pydicom's decoders.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ import numpy as np
 from PIL import Image
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.uid import (
     UID,
     ComputedRadiographyImageStorage,
     DigitalXRayImageStorageForPresentation,
     ExplicitVRLittleEndian,
+    HTJ2KLossless,
     JPEG2000Lossless,
     RLELossless,
     generate_uid,
@@ -85,6 +88,7 @@ DICOM_VARIANTS: dict[str, DicomVariant] = {
     "dicom-m2-s16-rle-nowin": _dicom("MONOCHROME2", "s16", RLELossless, False),
     "dicom-m2-u12-j2k": _dicom("MONOCHROME2", "u12", JPEG2000Lossless),
     "dicom-m2-s16-j2k": _dicom("MONOCHROME2", "s16", JPEG2000Lossless),
+    "dicom-m2-u12-htj2k": _dicom("MONOCHROME2", "u12", HTJ2KLossless),
 }
 IMAGE_VARIANTS = ("png-8", "png-16", "jpeg-8")
 VARIANTS: tuple[str, ...] = (*DICOM_VARIANTS, *IMAGE_VARIANTS)
@@ -178,6 +182,8 @@ def _encode_dicom(image: np.ndarray, variant: str, seed: int, index: int) -> byt
             # Leave the bits above HighBit clear: readers must sign-extend from BitsStored.
             stored = pixels.view(np.uint16) & np.uint16(2**v.bits_stored - 1)
         ds.PixelData = stored.astype("<u2", copy=False).tobytes()
+    elif v.transfer_syntax == HTJ2KLossless:
+        _store_htj2k(ds, pixels)
     else:
         ds.compress(
             v.transfer_syntax, pixels, encoding_plugin="pylibjpeg", generate_instance_uid=False
@@ -185,6 +191,16 @@ def _encode_dicom(image: np.ndarray, variant: str, seed: int, index: int) -> byt
     out = io.BytesIO()
     dcmwrite(out, ds, enforce_file_format=True)
     return out.getvalue()
+
+
+def _store_htj2k(ds: Dataset, pixels: np.ndarray) -> None:
+    """One reversible HTJ2K frame (ISO 15444-15), encapsulated as pydicom's compress() does."""
+    import imagecodecs  # only the generator writes HTJ2K
+
+    frame = imagecodecs.htj2k_encode(np.ascontiguousarray(pixels), reversible=True)
+    ds.file_meta.TransferSyntaxUID = HTJ2KLossless
+    ds.PixelData = encapsulate([bytes(frame)])
+    ds["PixelData"].VR = "OB"
 
 
 def _uid(seed: int, index: int, *parts: str) -> UID:
