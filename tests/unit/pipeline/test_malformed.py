@@ -236,7 +236,7 @@ def test_missing_decoder_names_its_package(monkeypatch):
 
 
 def test_unexpected_decoder_exception_becomes_corrupt_image(monkeypatch):
-    def broken(data: bytes, limits: ImageLimits) -> DecodedImage:
+    def broken(data: bytes, limits: ImageLimits, **options: object) -> DecodedImage:
         raise KeyError("a decoder bug")
 
     monkeypatch.setattr(pipeline.decode, "decode_dicom", broken)
@@ -264,7 +264,7 @@ class PanicException(BaseException):
     ],
 )
 def test_interruptions_pass_through_and_panics_do_not(monkeypatch, raised, escapes):
-    def decoder(data: bytes, limits: ImageLimits) -> DecodedImage:
+    def decoder(data: bytes, limits: ImageLimits, **options: object) -> DecodedImage:
         raise raised
 
     monkeypatch.setattr(pipeline.decode, "decode_dicom", decoder)
@@ -322,7 +322,7 @@ def test_mutated_files_fail_with_a_code_or_decode_to_a_consistent_image():
 
 @pytest.mark.parametrize("dtype", [np.int32, np.uint32, np.int8, np.float16])
 def test_decode_refuses_sample_types_preprocessing_does_not_take(monkeypatch, dtype):
-    def decoded(data: bytes, limits: ImageLimits) -> DecodedImage:
+    def decoded(data: bytes, limits: ImageLimits, **options: object) -> DecodedImage:
         pixels = np.zeros((64, 64), dtype)
         return DecodedImage(pixels, ImageFormat.DICOM, 64, 64, IntensityTransform())
 
