@@ -21,7 +21,7 @@ from typing import Any
 from api.bootstrap import in_session, prepare
 from api.children import Child, StackError, free_port, port_in_use, stop_all, wait_until
 from api.stack_env import WORKER_MALLOC_ENV, settings_to_env
-from config.settings import Settings
+from config.settings import DEV_RESULTS_KEY, Settings
 
 __all__ = ["Stack", "StackError", "settings_to_env"]
 
@@ -49,6 +49,9 @@ class Stack:
         workdir: Path = Path("var/stack"),
     ) -> None:
         self.settings = replace(settings, models=tuple(models))
+        if self.settings.results_key == DEV_RESULTS_KEY:
+            # A fresh key per stack: not even a local user who knows the source can sign results.
+            self.settings = replace(self.settings, results_key=secrets.token_urlsafe(32))
         self.models = list(models)
         self.api_port, self.flower_port = api_port, flower_port
         self.workdir = Path(workdir).resolve()
@@ -100,13 +103,16 @@ class Stack:
             )
         self._prepare_database()
         env = self._env()
-        api = self._spawn("api", self._gunicorn(), env)
+        # Only the workers and the collector hold the results key: the API and Flower can put
+        # messages on the broker, so with the key they could sign a forged result.
+        public = {k: v for k, v in env.items() if k != "MEDFLOW_RESULTS_KEY"}
+        api = self._spawn("api", self._gunicorn(), public)
         pools = [
             self._spawn(f"worker-{m}", self._worker(m), self._worker_env(env, m))
             for m in self.models
         ]
         collector = self._spawn("collector", self._collector(), env)
-        flower = self._spawn("flower", self._flower(), self._flower_env(env))
+        flower = self._spawn("flower", self._flower(), self._flower_env(public))
         wait_until(self._api_ready, [api], START_TIMEOUT_S, "the API")
         wait_until(self._workers_ready, [*pools, collector], START_TIMEOUT_S, "the workers")
         wait_until(self._flower_ready, [flower], START_TIMEOUT_S, "Flower")

@@ -16,6 +16,7 @@ from pipeline.limits import ImageLimits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET = "dev-insecure-secret-change-me"
+DEV_RESULTS_KEY = "dev-insecure-results-key-change-me"
 
 
 # The one list of variables, read here and written back by `api.stack_env.settings_to_env`.
@@ -28,6 +29,8 @@ TEXT_VARS = {
     "secret_key": "MEDFLOW_SECRET_KEY",
     "rate_limit": "MEDFLOW_RATE_LIMIT",
     "audit_anchors": "MEDFLOW_AUDIT_ANCHORS",
+    # Trust boundaries (issue 9)
+    "results_key": "MEDFLOW_RESULTS_KEY",
 }
 NUMBER_VARS = {
     "chunk_size": "MEDFLOW_CHUNK_SIZE",
@@ -101,6 +104,10 @@ class Settings:
     # attempts (with exponential backoff, capped at an hour) before a message is left DEAD.
     outbox_interval_s: int = 5
     outbox_max_attempts: int = 20
+    # Trust boundaries (issue 9). The key that authenticates worker-to-collector messages: only
+    # the workers and the collector hold it (never the API or Flower, which can put messages
+    # on the broker), so a forged medflow.collect cannot write a result.
+    results_key: str = DEV_RESULTS_KEY
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -135,6 +142,7 @@ class Settings:
         weak_secret = self.secret_key == DEV_SECRET or len(self.secret_key) < 32
         if self.env == "production" and weak_secret:
             raise SettingsError("production needs MEDFLOW_SECRET_KEY: 32+ characters, not default")
+        self._check_trust()
         if self.chunk_size < 1:
             raise SettingsError("MEDFLOW_CHUNK_SIZE must be >= 1")
         if self.max_attempts < 1:
@@ -145,6 +153,14 @@ class Settings:
             raise SettingsError("MEDFLOW_CHUNK_START_LIMIT >= 1, MEDFLOW_IMAGE_TIME_LIMIT_S >= 2")
         if self.fault_hooks and self.env != "test":
             raise SettingsError("MEDFLOW_FAULT_HOOKS is for tests only (MEDFLOW_ENV=test)")
+
+    def _check_trust(self) -> None:
+        if self.env != "production":
+            return
+        if self.results_key == DEV_RESULTS_KEY or len(self.results_key) < 32:
+            raise SettingsError("production needs MEDFLOW_RESULTS_KEY: 32+ characters, not default")
+        if self.results_key == self.secret_key:
+            raise SettingsError("MEDFLOW_RESULTS_KEY must differ from MEDFLOW_SECRET_KEY")
 
     @property
     def is_sqlite(self) -> bool:

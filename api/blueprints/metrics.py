@@ -20,12 +20,13 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import func, select
 
 from api.extensions import services
 from db.models import Job
 from workers.queues import RESULTS_QUEUE, infer_queue
+from workers.refusals import REFUSED_COUNTER
 
 bp = Blueprint("metrics", __name__)
 
@@ -88,7 +89,7 @@ class _StateCollector:
     def __init__(self, app: Flask) -> None:
         self.app = app
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         up = GaugeMetricFamily(
             "medflow_metrics_source_up", "Whether a source answered the scrape", labels=["source"]
         )
@@ -132,10 +133,16 @@ def _job_gauges() -> Iterator[GaugeMetricFamily]:
     yield from (jobs, images)
 
 
-def _queue_gauges() -> Iterator[GaugeMetricFamily]:
+def _queue_gauges() -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
     gauge = GaugeMetricFamily("medflow_queue_depth", "Messages waiting per queue", labels=["queue"])
     queues = [infer_queue(name) for name in services().settings.models] + [RESULTS_QUEUE]
     client = services().redis
     for queue in queues:
         gauge.add_metric([queue], client.llen(queue))
     yield gauge
+    refused = CounterMetricFamily(
+        "medflow_collect_refused",
+        "Collect messages the collector refused (bad or missing MAC, malformed); none written",
+    )
+    refused.add_metric([], int(client.get(REFUSED_COUNTER) or 0))
+    yield refused

@@ -1,7 +1,8 @@
 """``medflow.collect``: write a chunk's results to the database (the collector's only job).
 
 The collector is the single writer of results; record_results is idempotent (only pending
-images change), so a redelivered or duplicated message is harmless.
+images change), so a redelivered or duplicated message is harmless. A message whose MAC does
+not check (messages/signing.py) is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from messages.chunk_results import ChunkResults
 from workers import db_sessions, resources
 from workers.app import settings_of
 from workers.chunk_ledger import mark_final
+from workers.refusals import authentic_chunk, count_refusal
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +41,12 @@ def collect(self: Task, message: dict[str, Any]) -> int:
     from db.collect import record_results
     from db.session import session_scope
 
-    chunk = ChunkResults.from_message(message)
-    # The engine is created here, lazily, in the pool process (after the fork).
     settings = settings_of(self.app)
+    chunk, refused = authentic_chunk(message, settings.results_key)
+    if chunk is None:
+        count_refusal(resources.redis_client(settings.redis_url), str(refused))
+        return 0
+    # The engine is created here, lazily, in the pool process (after the fork).
     with session_scope(db_sessions.session_factory(settings)) as session:
         written = record_results(session, chunk.job_id, chunk.images)
     note_final(settings, chunk)

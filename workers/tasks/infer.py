@@ -20,6 +20,7 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from config.settings import Settings
 from messages.chunk_results import ChunkResults
 from messages.scored_image import ScoredImage
+from messages.signing import sign_chunk
 from pipeline.errors import ErrorCode
 from pipeline.result import FAILED, ImageResult
 from workers import fault_hooks, model_cache, resources
@@ -103,6 +104,7 @@ class BatchSender:
 
 def send_results(app: Celery, chunk_id: str, job_id: str, results: list[ScoredImage]) -> None:
     chunk = ChunkResults(job_id=job_id, chunk_id=chunk_id, images=tuple(results))
+    chunk = sign_chunk(chunk, settings_of(app).results_key)  # the collector refuses it unsigned
     # Flower shows a task's argsrepr to every operator; scores are clinical data, so it gets
     # a count instead (the message body still carries the results).
     summary = f"({job_id!r}, <{len(results)} results>)"

@@ -1,0 +1,31 @@
+"""Production refuses a missing, weak or shared results key (issue 9)."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from config.settings import Settings, SettingsError
+
+SECRET = secrets.token_urlsafe(32)
+STRONG = secrets.token_urlsafe(32)
+
+
+def production(**extra: str) -> dict[str, str]:
+    return {"MEDFLOW_ENV": "production", "MEDFLOW_SECRET_KEY": SECRET, **extra}
+
+
+@pytest.mark.parametrize(
+    ("results_key", "says"),
+    [(None, "MEDFLOW_RESULTS_KEY"), ("short", "MEDFLOW_RESULTS_KEY"), (SECRET, "differ")],
+)
+def test_production_needs_its_own_results_key(results_key: str | None, says: str) -> None:
+    extra = {"MEDFLOW_RESULTS_KEY": results_key} if results_key else {}
+    with pytest.raises(SettingsError, match=says):
+        Settings.from_env(production(**extra))
+
+
+def test_production_takes_a_strong_results_key() -> None:
+    settings = Settings.from_env(production(MEDFLOW_RESULTS_KEY=STRONG))
+    assert settings.results_key == STRONG
