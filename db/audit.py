@@ -36,6 +36,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from db.models import AuditEvent
+from db.result_check import mismatched_results
 
 if TYPE_CHECKING:
     from db.anchors import Anchor
@@ -196,6 +197,7 @@ class ChainReport:
     head_hash: str
     first_bad_seq: int | None = None
     # "gap" | "broken_link" | "hash_mismatch" | "anchor_mismatch" | "anchor_beyond_head"
+    # | "result_mismatch" (an image.result event no longer matches its result row)
     reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -215,16 +217,20 @@ def verify_chain(
     """Walk the chain in seq order, in batches, and report the first bad seq and why.
 
     ``key`` (settings.secret_key) checks the anchors' HMAC signatures; anchors without it are
-    refused rather than trusted.
+    refused rather than trusted. Each ``image.result`` event is also checked against the result
+    row it recorded (db/result_check.py): a row changed after the fact is ``result_mismatch``.
     """
     by_seq = _anchors_by_seq(anchors, key)
     expected, prev, count = 1, GENESIS_HASH, 0
     bad: tuple[int, str] | None = _anchor_fault(by_seq.pop(0, []), GENESIS_HASH, key, 0)
-    for row in _stream(session):
-        count += 1
-        anchor_fault = _anchor_fault(by_seq.pop(row.seq, []), row.hash, key, row.seq)
-        bad = bad or _link_fault(row, expected, prev) or anchor_fault
-        expected, prev = row.seq + 1, row.hash
+    for batch in _stream(session):
+        mismatched = mismatched_results(session, batch) if bad is None else set()
+        for row in batch:
+            count += 1
+            anchor_fault = _anchor_fault(by_seq.pop(row.seq, []), row.hash, key, row.seq)
+            result_fault = (row.seq, "result_mismatch") if row.seq in mismatched else None
+            bad = bad or _link_fault(row, expected, prev) or anchor_fault or result_fault
+            expected, prev = row.seq + 1, row.hash
     head_seq = expected - 1
     if bad is None and by_seq:
         beyond = min(by_seq) > head_seq
@@ -262,15 +268,16 @@ def _anchor_fault(
     return None
 
 
-def _stream(session: Session) -> Iterator[Any]:
+def _stream(session: Session) -> Iterator[list[Any]]:
     # Keyset pages of plain rows (not ORM objects): memory stays flat and nothing enters the
-    # session's identity map, whatever the length of the chain.
+    # session's identity map, whatever the length of the chain. One page at a time, so the
+    # result rows of a page's image.result events are read in one query.
     columns = [getattr(AuditEvent, c.key) for c in AuditEvent.__table__.columns]
     after = 0
     while True:
         query = select(*columns).where(AuditEvent.seq > after).order_by(AuditEvent.seq)
-        rows = session.execute(query.limit(VERIFY_BATCH)).all()
-        yield from rows
+        rows = list(session.execute(query.limit(VERIFY_BATCH)).all())
+        yield rows
         if len(rows) < VERIFY_BATCH:
             return
         after = rows[-1].seq
