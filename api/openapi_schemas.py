@@ -116,6 +116,7 @@ SCHEMAS: dict[str, Any] = {
             "head_hash": {"type": "string"},
             "first_bad_seq": {"type": ["integer", "null"]},
             "reason": NULLABLE_STRING,
+            "detail": NULLABLE_STRING,
         },
     },
     "AuditEventPage": {

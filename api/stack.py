@@ -102,16 +102,19 @@ class Stack:
                 "stop that stack or give this one another Redis database"
             )
         self._prepare_database()
-        env = self._env()
-        # Only the workers and the collector hold the results key: the API and Flower can put
-        # messages on the broker, so with the key they could sign a forged result.
+        self._prepare_anchoring()
+        collector_env = self._env()
+        # Only the collector signs anchors; only the workers and the collector hold the results
+        # key (the API and Flower can put messages on the broker: with the key they could sign
+        # a forged result).
+        env = {k: v for k, v in collector_env.items() if k != "MEDFLOW_ANCHOR_SIGNING_KEY"}
         public = {k: v for k, v in env.items() if k != "MEDFLOW_RESULTS_KEY"}
         api = self._spawn("api", self._gunicorn(), public)
         pools = [
             self._spawn(f"worker-{m}", self._worker(m), self._worker_env(env, m))
             for m in self.models
         ]
-        collector = self._spawn("collector", self._collector(), env)
+        collector = self._spawn("collector", self._collector(), collector_env)
         flower = self._spawn("flower", self._flower(), self._flower_env(public))
         wait_until(self._api_ready, [api], START_TIMEOUT_S, "the API")
         wait_until(self._workers_ready, [*pools, collector], START_TIMEOUT_S, "the workers")
@@ -176,6 +179,25 @@ class Stack:
         _, token = create_key(session, ADMIN_KEY_NAME, Role.ADMIN)
         _write_secret(path, token)
         return token
+
+    def _prepare_anchoring(self) -> None:
+        """Anchors under the workdir unless configured, signed with this workdir's key pair
+        (the private key in a 0600 file only the collector is told about)."""
+        from db.anchor_keys import generate_key_file, load_signing_key, public_text
+
+        if self.settings.anchor_signing_key:
+            return
+        path = self.workdir / "anchor-signing-key.pem"
+        if path.exists():
+            public = public_text(load_signing_key(path).public_key())
+        else:
+            public = generate_key_file(path)
+        self.settings = replace(
+            self.settings,
+            anchor_signing_key=str(path),
+            anchor_verify_key=public,
+            audit_anchors=self.settings.audit_anchors or f"{self.workdir / 'anchors'}/",
+        )
 
     # Processes --------------------------------------------------------------------------------
 

@@ -31,6 +31,8 @@ TEXT_VARS = {
     "audit_anchors": "MEDFLOW_AUDIT_ANCHORS",
     # Trust boundaries (issue 9)
     "results_key": "MEDFLOW_RESULTS_KEY",
+    "anchor_signing_key": "MEDFLOW_ANCHOR_SIGNING_KEY",
+    "anchor_verify_key": "MEDFLOW_ANCHOR_VERIFY_KEY",
 }
 NUMBER_VARS = {
     "chunk_size": "MEDFLOW_CHUNK_SIZE",
@@ -49,6 +51,8 @@ NUMBER_VARS = {
     # Outbox dispatcher (webhooks, SR delivery)
     "outbox_interval_s": "MEDFLOW_OUTBOX_INTERVAL_S",
     "outbox_max_attempts": "MEDFLOW_OUTBOX_MAX_ATTEMPTS",
+    # Trust boundaries (issue 9)
+    "anchor_interval_s": "MEDFLOW_ANCHOR_INTERVAL_S",
 }
 LIMIT_VARS = {
     "max_bytes": "MEDFLOW_MAX_IMAGE_BYTES",
@@ -108,6 +112,13 @@ class Settings:
     # the workers and the collector hold it (never the API or Flower, which can put messages
     # on the broker), so a forged medflow.collect cannot write a result.
     results_key: str = DEV_RESULTS_KEY
+    # Audit anchors are Ed25519-signed chain heads: the private key (a PEM file's path) only in
+    # the anchoring process (the collector's beat), the public key (base64) wherever verify runs.
+    anchor_signing_key: str | None = None
+    anchor_verify_key: str | None = None
+    # The beat anchors this often (and at every job's end); in production verify fails when the
+    # newest anchor is older than twice this plus a minute.
+    anchor_interval_s: int = 300
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -155,12 +166,18 @@ class Settings:
             raise SettingsError("MEDFLOW_FAULT_HOOKS is for tests only (MEDFLOW_ENV=test)")
 
     def _check_trust(self) -> None:
+        if self.anchor_interval_s < 1:
+            raise SettingsError("MEDFLOW_ANCHOR_INTERVAL_S must be >= 1")
         if self.env != "production":
             return
         if self.results_key == DEV_RESULTS_KEY or len(self.results_key) < 32:
             raise SettingsError("production needs MEDFLOW_RESULTS_KEY: 32+ characters, not default")
         if self.results_key == self.secret_key:
             raise SettingsError("MEDFLOW_RESULTS_KEY must differ from MEDFLOW_SECRET_KEY")
+        if not (self.audit_anchors and self.anchor_verify_key):
+            raise SettingsError(
+                "production needs MEDFLOW_AUDIT_ANCHORS and MEDFLOW_ANCHOR_VERIFY_KEY (anchors)"
+            )
 
     @property
     def is_sqlite(self) -> bool:

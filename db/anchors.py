@@ -1,37 +1,39 @@
 """Anchors: signed copies of the chain's head, kept outside the database.
 
 A hash chain alone proves nothing against someone who can rewrite every row and recompute every
-hash. An anchor ``{seq, hash, at}`` signed with HMAC-SHA256 under ``settings.secret_key`` and
-stored elsewhere (a write-once bucket with S3 Object Lock is best) pins the chain: a rewrite by
-someone without the key no longer matches the anchors, a truncation falls short of them.
+hash. An anchor ``{seq, hash, at}`` signed with Ed25519 by the anchoring process and stored
+elsewhere (a write-once bucket with S3 Object Lock is best) pins the chain: a rewrite by
+someone without the private key no longer matches the anchors, a truncation falls short of
+them. Verifying needs only the public key (db/anchor_keys.py).
 
-The HMAC key is derived from the secret for this one purpose, so that a value computed with the
-same secret for another use (a pseudonym) can never stand in for an anchor signature.
+The signed bytes start with a purpose string, so that a signature made with the same key for
+anything else can never stand in for an anchor.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
 from db.audit import canonical_json, format_timestamp
 from storage.s3 import s3_client
 
-_PURPOSE = b"medflow.audit.anchor.v1"
+_PURPOSE = b"medflow.audit.anchor.v2\n"
 
 
-def _anchor_key(secret: str) -> bytes:
-    return hmac.new(secret.encode("utf-8"), _PURPOSE, hashlib.sha256).digest()
+class AnchorUnreadable(ValueError):
+    """A stored anchor that is not an anchor (junk, truncated, another format): a clear error,
+    never a pass and never a crash. The message names the file, not its contents."""
 
 
-def _mac(seq: int, chain_hash: str, at: str, secret: str) -> str:
-    message = canonical_json({"seq": seq, "hash": chain_hash, "at": at})
-    return hmac.new(_anchor_key(secret), message, hashlib.sha256).hexdigest()
+def _signed_bytes(seq: int, chain_hash: str, at: str) -> bytes:
+    return _PURPOSE + canonical_json({"seq": seq, "hash": chain_hash, "at": at})
 
 
 @dataclass(frozen=True)
@@ -39,17 +41,22 @@ class Anchor:
     seq: int  # 0 anchors the empty chain (hash: the genesis value)
     hash: str
     at: str  # when the head was signed, UTC, db.audit.TIMESTAMP_FORMAT
-    signature: str  # hex HMAC-SHA256
+    signature: str  # hex Ed25519 signature
 
-    def signature_valid(self, secret: str) -> bool:
-        expected = _mac(self.seq, self.hash, self.at, secret)
-        return hmac.compare_digest(expected, self.signature)
+    def signature_valid(self, key: Ed25519PublicKey) -> bool:
+        try:
+            key.verify(bytes.fromhex(self.signature), _signed_bytes(self.seq, self.hash, self.at))
+        except (InvalidSignature, ValueError):
+            return False
+        return True
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Anchor:
+        if not isinstance(data, dict):
+            raise ValueError("an anchor is a JSON object")
         seq, chain_hash, at, sig = (data.get(k) for k in ("seq", "hash", "at", "signature"))
         if not (
             isinstance(seq, int)
@@ -61,9 +68,9 @@ class Anchor:
         return cls(seq, chain_hash, at, sig)
 
 
-def sign_head(seq: int, hash: str, at: datetime, key: str) -> Anchor:
+def sign_head(seq: int, hash: str, at: datetime, key: Ed25519PrivateKey) -> Anchor:
     stamp = format_timestamp(at)
-    return Anchor(seq, hash, stamp, _mac(seq, hash, stamp, key))
+    return Anchor(seq, hash, stamp, key.sign(_signed_bytes(seq, hash, stamp)).hex())
 
 
 def write_anchor(anchor: Anchor, dest: str | Path, *, endpoint_url: str | None = None) -> str:
@@ -97,13 +104,13 @@ def read_anchors(src: str | Path, *, endpoint_url: str | None = None) -> list[An
         client = s3_client(endpoint_url)
         pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
-        bodies = [client.get_object(Bucket=bucket, Key=k)["Body"].read().decode() for k in keys]
-        return [a for body in bodies for a in _parse(body)]
+        bodies = [(k, client.get_object(Bucket=bucket, Key=k)["Body"].read()) for k in keys]
+        return [a for key, body in bodies for a in _parse(body, f"s3://{bucket}/{key}")]
     path = Path(src)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl"))
-        return [a for f in files for a in _parse(f.read_text(encoding="utf-8"))]
-    return _parse(path.read_text(encoding="utf-8"))
+        return [a for f in files for a in _parse(f.read_bytes(), str(f))]
+    return _parse(path.read_bytes(), str(path))
 
 
 def saved_anchors(settings: Any) -> list[Anchor]:
@@ -114,8 +121,12 @@ def saved_anchors(settings: Any) -> list[Anchor]:
     return read_anchors(source, endpoint_url=settings.s3_endpoint_url)
 
 
-def _parse(body: str) -> list[Anchor]:
-    return [Anchor.from_dict(json.loads(line)) for line in body.splitlines() if line.strip()]
+def _parse(body: bytes, where: str) -> list[Anchor]:
+    try:
+        lines = body.decode("utf-8").splitlines()
+        return [Anchor.from_dict(json.loads(line)) for line in lines if line.strip()]
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors too
+        raise AnchorUnreadable(f"unreadable anchor in {where}: {type(exc).__name__}") from None
 
 
 def _split_s3(url: str) -> tuple[str, str]:

@@ -20,7 +20,7 @@ Each event is hashed together with the hash of the event before it::
   Postgres default) is assumed, so the head read after the lock sees the last committed append.
 
 Nothing here updates or deletes an event; the migrations make the database refuse it too.
-Anchors (db/anchors.py) catch a consistent rewrite of the whole chain.
+Anchors (db/anchors.py, Ed25519-signed heads) catch a consistent rewrite of the whole chain.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ from db.models import AuditEvent
 from db.result_check import mismatched_results
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     from db.anchors import Anchor
 
 GENESIS_HASH = "0" * 64
@@ -198,7 +200,10 @@ class ChainReport:
     first_bad_seq: int | None = None
     # "gap" | "broken_link" | "hash_mismatch" | "anchor_mismatch" | "anchor_beyond_head"
     # | "result_mismatch" (an image.result event no longer matches its result row)
+    # | db/anchor_policy.py: "no_anchor" | "anchor_stale" | "anchor_unreadable"
+    # | "anchor_unverifiable"
     reason: str | None = None
+    detail: str | None = None  # for a person: which file, how old; never event contents
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -208,22 +213,30 @@ class ChainReport:
             "head_hash": self.head_hash,
             "first_bad_seq": self.first_bad_seq,
             "reason": self.reason,
+            "detail": self.detail,
         }
 
 
 def verify_chain(
-    session: Session, anchors: Iterable[Anchor] = (), *, key: str | None = None
+    session: Session,
+    anchors: Iterable[Anchor] = (),
+    *,
+    key: Ed25519PublicKey | None = None,
+    since: Anchor | None = None,
 ) -> ChainReport:
     """Walk the chain in seq order, in batches, and report the first bad seq and why.
 
-    ``key`` (settings.secret_key) checks the anchors' HMAC signatures; anchors without it are
-    refused rather than trusted. Each ``image.result`` event is also checked against the result
-    row it recorded (db/result_check.py): a row changed after the fact is ``result_mismatch``.
+    ``key`` (the anchors' Ed25519 public key) checks the anchors' signatures; anchors without it
+    are refused rather than trusted. Each ``image.result`` event is also checked against the
+    result row it recorded (db/result_check.py): a row changed after the fact is
+    ``result_mismatch``. ``since`` (an anchor already checked) starts the walk after its seq,
+    from its hash: what the anchoring beat does, so each run reads only the new events.
     """
     by_seq = _anchors_by_seq(anchors, key)
-    expected, prev, count = 1, GENESIS_HASH, 0
-    bad: tuple[int, str] | None = _anchor_fault(by_seq.pop(0, []), GENESIS_HASH, key, 0)
-    for batch in _stream(session):
+    start, prev = (since.seq, since.hash) if since else (0, GENESIS_HASH)
+    expected, count = start + 1, 0
+    bad: tuple[int, str] | None = _anchor_fault(by_seq.pop(start, []), prev, key, start)
+    for batch in _stream(session, start):
         mismatched = mismatched_results(session, batch) if bad is None else set()
         for row in batch:
             count += 1
@@ -240,11 +253,13 @@ def verify_chain(
     return ChainReport(bad is None, count, head_seq, prev, first_bad, reason)
 
 
-def _anchors_by_seq(anchors: Iterable[Anchor], key: str | None) -> dict[int, list[Anchor]]:
+def _anchors_by_seq(
+    anchors: Iterable[Anchor], key: Ed25519PublicKey | None
+) -> dict[int, list[Anchor]]:
     by_seq: dict[int, list[Anchor]] = {}
     for anchor in anchors:
         if key is None:
-            raise ValueError("verify_chain needs the key to check anchors")
+            raise ValueError("verify_chain needs the public key to check anchors")
         by_seq.setdefault(anchor.seq, []).append(anchor)
     return by_seq
 
@@ -260,7 +275,7 @@ def _link_fault(row: Any, expected: int, prev: str) -> tuple[int, str] | None:
 
 
 def _anchor_fault(
-    anchors: Sequence[Anchor], chain_hash: str, key: str | None, seq: int
+    anchors: Sequence[Anchor], chain_hash: str, key: Ed25519PublicKey | None, seq: int
 ) -> tuple[int, str] | None:
     for anchor in anchors:
         if key is None or anchor.hash != chain_hash or not anchor.signature_valid(key):
@@ -268,12 +283,11 @@ def _anchor_fault(
     return None
 
 
-def _stream(session: Session) -> Iterator[list[Any]]:
+def _stream(session: Session, after: int = 0) -> Iterator[list[Any]]:
     # Keyset pages of plain rows (not ORM objects): memory stays flat and nothing enters the
     # session's identity map, whatever the length of the chain. One page at a time, so the
     # result rows of a page's image.result events are read in one query.
     columns = [getattr(AuditEvent, c.key) for c in AuditEvent.__table__.columns]
-    after = 0
     while True:
         query = select(*columns).where(AuditEvent.seq > after).order_by(AuditEvent.seq)
         rows = list(session.execute(query.limit(VERIFY_BATCH)).all())

@@ -16,6 +16,7 @@ COLLECTOR_MODULES = (
     "workers.tasks.collect",
     "workers.tasks.reconcile",
     "workers.tasks.outbox",
+    "workers.tasks.anchor",
 )
 # Collect and reconcile are short transactions: a hung one is killed (and its message redelivered)
 # well within the visibility timeout.
@@ -91,12 +92,14 @@ def _config(settings: Settings) -> dict[str, object]:
             "medflow.collect": {"queue": RESULTS_QUEUE},
             "medflow.reconcile": {"queue": RESULTS_QUEUE},
             "medflow.dispatch_outbox": {"queue": RESULTS_QUEUE},
+            "medflow.anchor": {"queue": RESULTS_QUEUE},
         },
         "task_annotations": {
             "medflow.infer_chunk": {"soft_time_limit": soft, "time_limit": hard},
             "medflow.collect": {"time_limit": short},
             "medflow.reconcile": {"time_limit": short},
             "medflow.dispatch_outbox": {"time_limit": short},
+            "medflow.anchor": {"time_limit": short},
         },
         # Events feed Flower's live view of tasks and workers.
         "worker_send_task_events": True,
@@ -114,6 +117,12 @@ def _config(settings: Settings) -> dict[str, object]:
                 "task": "medflow.dispatch_outbox",
                 "schedule": float(settings.outbox_interval_s),
                 "options": {"expires": float(settings.outbox_interval_s)},
+            },
+            # Signed chain heads (workers/tasks/anchor.py); the collector alone holds the key.
+            "anchor": {
+                "task": "medflow.anchor",
+                "schedule": float(settings.anchor_interval_s),
+                "options": {"expires": float(settings.anchor_interval_s)},
             },
         },
     }

@@ -19,7 +19,9 @@ from messages.chunk_results import ChunkResults
 from workers import db_sessions, resources
 from workers.app import settings_of
 from workers.chunk_ledger import mark_final
+from workers.queues import RESULTS_QUEUE
 from workers.refusals import authentic_chunk, count_refusal
+from workers.tasks.anchor import ANCHOR_TASK
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +51,11 @@ def collect(self: Task, message: dict[str, Any]) -> int:
     # The engine is created here, lazily, in the pool process (after the fork).
     with session_scope(db_sessions.session_factory(settings)) as session:
         written = record_results(session, chunk.job_id, chunk.images)
+        finished = written > 0 and job_finished(session, chunk.job_id)
     note_final(settings, chunk)
     log.info("collected %d results, %d written", len(chunk.images), written)
+    if finished:  # anchor the chain at every job's end, after the commit above
+        self.app.send_task(ANCHOR_TASK, queue=RESULTS_QUEUE)
     return written
 
 
@@ -63,3 +68,10 @@ def note_final(settings: Settings, chunk: ChunkResults) -> None:
         mark_final(resources.redis_client(settings.redis_url), chunk.job_id, image_ids)
     except RedisError as exc:
         log.warning("could not note final images in Redis: %s", type(exc).__name__)
+
+
+def job_finished(session: Any, job_id: str) -> bool:
+    from db.models import FINAL_JOB_STATUSES, Job
+
+    job = session.get(Job, job_id)  # in the session already: record_results loaded it
+    return job is not None and job.status in FINAL_JOB_STATUSES

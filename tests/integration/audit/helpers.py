@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,6 +19,9 @@ POSTGRES_ONLY = pytest.mark.parametrize(
     "db_backend", [pytest.param("postgres", marks=pytest.mark.postgres)]
 )
 SECRET = "test-anchor-secret-0123456789abcdef"
+# The anchors' Ed25519 key pair: the signer's private key, the verifier's public key.
+SIGNING_KEY = Ed25519PrivateKey.generate()
+VERIFY_KEY = SIGNING_KEY.public_key()
 
 
 def append_many(factory: sessionmaker[Session], count: int, tag: str = "t") -> None:

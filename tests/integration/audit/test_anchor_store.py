@@ -6,22 +6,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from db.anchors import Anchor, read_anchors, sign_head, write_anchor
-from tests.integration.audit.helpers import SECRET
+from tests.integration.audit.helpers import SIGNING_KEY, VERIFY_KEY
 
 
 def anchors() -> list[Anchor]:
     at = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
-    return [sign_head(seq, f"{seq:02x}" * 32, at, SECRET) for seq in (3, 7)]
+    return [sign_head(seq, f"{seq:02x}" * 32, at, SIGNING_KEY) for seq in (3, 7)]
 
 
 def test_signature_covers_every_field() -> None:
     good = anchors()[0]
-    assert good.signature_valid(SECRET) and not good.signature_valid("other")
+    other = Ed25519PrivateKey.generate().public_key()
+    assert good.signature_valid(VERIFY_KEY) and not good.signature_valid(other)
     for change in ({"seq": 4}, {"hash": "ff" * 32}, {"at": "2024-05-01T08:30:00.000001Z"}):
         forged = Anchor(**{**good.__dict__, **change})
-        assert not forged.signature_valid(SECRET)
+        assert not forged.signature_valid(VERIFY_KEY)
 
 
 def test_directory(tmp_path: Path) -> None:

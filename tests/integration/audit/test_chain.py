@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from itertools import pairwise
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,7 +16,13 @@ from db.anchors import sign_head
 from db.audit import GENESIS_HASH, append_event, verify_chain
 from db.models import AuditEvent
 from db.session import session_scope
-from tests.integration.audit.helpers import POSTGRES_ONLY, SECRET, append_many, append_one
+from tests.integration.audit.helpers import (
+    POSTGRES_ONLY,
+    SIGNING_KEY,
+    VERIFY_KEY,
+    append_many,
+    append_one,
+)
 
 
 def test_appends_verify_in_batches(
@@ -132,17 +139,20 @@ def test_postgres_refuses_truncate(session_factory: sessionmaker[Session], engin
         conn.execute(text("TRUNCATE audit_events CASCADE"))
 
 
+OTHER_KEY = Ed25519PrivateKey.generate().public_key()
+
+
 def test_good_anchors_pass_and_need_the_key(session_factory: sessionmaker[Session]) -> None:
     now = datetime.now(UTC)
-    empty = sign_head(0, GENESIS_HASH, now, SECRET)
+    empty = sign_head(0, GENESIS_HASH, now, SIGNING_KEY)
     append_many(session_factory, 6)
     with session_scope(session_factory) as session:
         head = verify_chain(session)
-        anchors = [empty, sign_head(head.head_seq, head.head_hash, now, SECRET)]
-        assert verify_chain(session, anchors, key=SECRET).ok
+        anchors = [empty, sign_head(head.head_seq, head.head_hash, now, SIGNING_KEY)]
+        assert verify_chain(session, anchors, key=VERIFY_KEY).ok
         with pytest.raises(ValueError, match="key"):
             verify_chain(session, anchors)
-        wrong_key = verify_chain(session, anchors[1:], key="another-secret")
+        wrong_key = verify_chain(session, anchors[1:], key=OTHER_KEY)
     assert (wrong_key.ok, wrong_key.first_bad_seq, wrong_key.reason) == (
         False,
         6,
@@ -152,7 +162,7 @@ def test_good_anchors_pass_and_need_the_key(session_factory: sessionmaker[Sessio
 
 def test_anchor_beyond_head(session_factory: sessionmaker[Session]) -> None:
     append_many(session_factory, 2)
-    forged = sign_head(9, "ab" * 32, datetime.now(UTC), SECRET)
+    forged = sign_head(9, "ab" * 32, datetime.now(UTC), SIGNING_KEY)
     with session_scope(session_factory) as session:
-        report = verify_chain(session, [forged], key=SECRET)
+        report = verify_chain(session, [forged], key=VERIFY_KEY)
     assert (report.ok, report.first_bad_seq, report.reason) == (False, 3, "anchor_beyond_head")

@@ -5,13 +5,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine, text
 
 from api.commands.audit import audit
 from api.commands.keys import keys
 from config.settings import Settings
+from db.anchor_keys import generate_key_file
 from tests.integration.audit.helpers import POSTGRES_ONLY, SECRET, tamper
+
+ANCHOR_ENV: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def anchor_key(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The anchor key pair the commands are given, as an operator's environment would."""
+    path = tmp_path_factory.mktemp("anchor-key") / "signing.pem"
+    ANCHOR_ENV["MEDFLOW_ANCHOR_VERIFY_KEY"] = generate_key_file(path)
+    ANCHOR_ENV["MEDFLOW_ANCHOR_SIGNING_KEY"] = str(path)
 
 
 def run(settings: Settings, group: object, *args: str) -> Result:
@@ -19,6 +31,7 @@ def run(settings: Settings, group: object, *args: str) -> Result:
         "MEDFLOW_ENV": "test",
         "MEDFLOW_DATABASE_URL": settings.database_url,
         "MEDFLOW_SECRET_KEY": SECRET,
+        **ANCHOR_ENV,
     }
     return CliRunner().invoke(group, list(args), env=env)  # type: ignore[arg-type]
 
@@ -54,6 +67,7 @@ def test_audit_anchor_then_verify(migrated_settings: Settings, tmp_path: Path) -
         "head_hash": None,
         "first_bad_seq": None,
         "reason": None,
+        "detail": None,
     }
 
 

@@ -8,13 +8,21 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.anchors import Anchor, sign_head
 from db.audit import GENESIS_HASH, ChainReport, event_hash, verify_chain
 from db.session import session_scope
-from tests.integration.audit.helpers import POSTGRES_ONLY, SECRET, append_many, row, tamper
+from tests.integration.audit.helpers import (
+    POSTGRES_ONLY,
+    SIGNING_KEY,
+    VERIFY_KEY,
+    append_many,
+    row,
+    tamper,
+)
 
 pytestmark = POSTGRES_ONLY
 EVENTS = 10
@@ -29,7 +37,7 @@ def chain(session_factory: sessionmaker[Session]) -> sessionmaker[Session]:
 
 def verify(factory: sessionmaker[Session], anchors: list[Anchor] | None = None) -> ChainReport:
     with session_scope(factory) as session:
-        return verify_chain(session, anchors or [], key=SECRET)
+        return verify_chain(session, anchors or [], key=VERIFY_KEY)
 
 
 def anchor_at(factory: sessionmaker[Session], seq: int) -> Anchor:
@@ -37,7 +45,7 @@ def anchor_at(factory: sessionmaker[Session], seq: int) -> Anchor:
         chain_hash = session.execute(
             text("SELECT hash FROM audit_events WHERE seq = :s"), {"s": seq}
         ).scalar_one()
-    return sign_head(seq, chain_hash, datetime.now(UTC), SECRET)
+    return sign_head(seq, chain_hash, datetime.now(UTC), SIGNING_KEY)
 
 
 def bad(report: ChainReport) -> tuple[bool, int | None, str | None]:
@@ -128,7 +136,8 @@ def test_consistent_rewrite_without_the_key_is_caught_by_anchors(
     assert bad(verify(chain, [early, late])) == (False, 8, "anchor_mismatch")
     # Nor can the intruder re-sign the new head without the key.
     head = verify(chain)
-    forged = sign_head(head.head_seq, head.head_hash, datetime.now(UTC), "guessed-key")
+    guessed = Ed25519PrivateKey.generate()
+    forged = sign_head(head.head_seq, head.head_hash, datetime.now(UTC), guessed)
     assert bad(verify(chain, [early, forged])) == (False, EVENTS, "anchor_mismatch")
 
 

@@ -13,7 +13,8 @@ STRONG = secrets.token_urlsafe(32)
 
 
 def production(**extra: str) -> dict[str, str]:
-    return {"MEDFLOW_ENV": "production", "MEDFLOW_SECRET_KEY": SECRET, **extra}
+    anchors = {"MEDFLOW_AUDIT_ANCHORS": "s3://anchors/", "MEDFLOW_ANCHOR_VERIFY_KEY": "a" * 44}
+    return {"MEDFLOW_ENV": "production", "MEDFLOW_SECRET_KEY": SECRET, **anchors, **extra}
 
 
 @pytest.mark.parametrize(
@@ -29,3 +30,10 @@ def test_production_needs_its_own_results_key(results_key: str | None, says: str
 def test_production_takes_a_strong_results_key() -> None:
     settings = Settings.from_env(production(MEDFLOW_RESULTS_KEY=STRONG))
     assert settings.results_key == STRONG
+
+
+@pytest.mark.parametrize("unset", ["MEDFLOW_AUDIT_ANCHORS", "MEDFLOW_ANCHOR_VERIFY_KEY"])
+def test_production_needs_anchors(unset: str) -> None:
+    environ = {**production(MEDFLOW_RESULTS_KEY=STRONG), unset: ""}
+    with pytest.raises(SettingsError, match=unset):
+        Settings.from_env(environ)
