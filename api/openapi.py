@@ -143,6 +143,11 @@ PATHS: dict[str, Any] = {
                 LIMIT,
                 _query("after", {"type": "integer"}, "position cursor from `next`"),
                 _query("format", {"enum": ["json", "csv"]}, "json (default) or csv"),
+                _query(
+                    "receipts",
+                    {"type": "boolean", "default": False},
+                    "JSON only: each result's audit event and covering anchor (docs/trust.md)",
+                ),
             ],
         ),
     },

@@ -88,6 +88,11 @@ SCHEMAS: dict[str, Any] = {
             "height": {"type": ["integer", "null"]},
             "timings_ms": {"type": ["object", "null"]},
             "pseudonyms": OBJECT,
+            "receipt": {
+                "type": ["object", "null"],
+                "description": "with receipts=true: the image.result event (seq, hash, "
+                "prev_hash, event) and the first anchor at or after it (null until signed)",
+            },
         },
     },
     "ResultPage": {

@@ -94,8 +94,9 @@ class EventFields(Protocol):
     payload: dict[str, Any]
 
 
-def event_hash(prev_hash: str, event: EventFields) -> str:
-    body = {
+def event_body(event: EventFields) -> dict[str, Any]:
+    """What an event's hash covers (with the previous hash); a result's receipt carries it."""
+    return {
         "seq": event.seq,
         "occurred_at": format_timestamp(event.occurred_at),
         "actor": event.actor,
@@ -104,7 +105,10 @@ def event_hash(prev_hash: str, event: EventFields) -> str:
         "object_id": event.object_id,
         "payload": event.payload,
     }
-    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical_json(body)).hexdigest()
+
+
+def event_hash(prev_hash: str, event: EventFields) -> str:
+    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical_json(event_body(event))).hexdigest()
 
 
 @dataclass(frozen=True)

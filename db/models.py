@@ -233,6 +233,8 @@ class AuditEvent(Base):
     """
 
     __tablename__ = "audit_events"
+    # Result receipts find an image's events by object (migration 0006).
+    __table_args__ = (Index("ix_audit_events_object", "object_type", "object_id"),)
 
     seq: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False

@@ -16,8 +16,9 @@ from sqlalchemy import select
 
 from api.auth import Caller, caller, require
 from api.blueprints.jobs import job_body, visible_job
-from api.blueprints.paging import int_arg, invalid_arg
+from api.blueprints.paging import bool_arg, int_arg, invalid_arg
 from api.extensions import request_session, services
+from api.receipts import add_receipts
 from api.serialize import csv_header, csv_row, result_item
 from db.audit import append_event
 from db.jobs import list_jobs, results_page
@@ -63,9 +64,13 @@ def results(job_id: str) -> Any:
         raise invalid_arg("format", "must be json or csv")
     limit = int_arg("limit", default=100, minimum=1, maximum=MAX_RESULTS_PAGE)
     after = int_arg("after", default=-1, minimum=-1)
+    with_receipts = bool_arg("receipts")
     with session_scope(services().sessions) as session:
         job = visible_job(session, job_id, caller())
-        items = [result_item(image) for image in results_page(session, job, limit, after)]
+        page = results_page(session, job, limit, after)
+        items = [result_item(image) for image in page]
+        if with_receipts:
+            add_receipts(session, items)
         _audit(session, job, "results.read", len(items))
     body: dict[str, Any] = {"job_id": job_id, "items": items, "next": None}
     if len(items) == limit:
