@@ -31,5 +31,7 @@ def settings_to_env(settings: Settings) -> dict[str, str]:
     env = {var: str(value) for var, value in values.items() if value is not None}
     env["MEDFLOW_MODELS"] = ",".join(settings.models)
     env["MEDFLOW_IMPORT_ROOTS"] = os.pathsep.join(str(p) for p in settings.import_roots)
+    env["MEDFLOW_S3_IMPORT_ROOTS"] = ",".join(settings.s3_import_roots)
+    env["MEDFLOW_IMPORT_ALLOW_HARDLINKS"] = "1" if settings.import_allow_hardlinks else "0"
     env.update({var: str(getattr(settings.limits, attr)) for attr, var in LIMIT_VARS.items()})
     return env

@@ -119,6 +119,11 @@ class Settings:
     # The beat anchors this often (and at every job's end); in production verify fails when the
     # newest anchor is older than twice this plus a minute.
     anchor_interval_s: int = 300
+    # s3:// imports run on the server's credentials: only under these "bucket" or
+    # "bucket/prefix" roots (none: no s3:// imports). A file:// import with more than one hard
+    # link may be a link to a file outside the import roots: refused unless allowed.
+    s3_import_roots: tuple[str, ...] = ()
+    import_allow_hardlinks: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -143,6 +148,12 @@ class Settings:
             roots = env["MEDFLOW_IMPORT_ROOTS"].split(os.pathsep)
             values["import_roots"] = tuple(Path(r).resolve() for r in roots if r)
         values["limits"] = _limits(env, base.limits)
+        # Trust boundaries (issue 9)
+        if env.get("MEDFLOW_S3_IMPORT_ROOTS"):
+            roots = env["MEDFLOW_S3_IMPORT_ROOTS"].split(",")
+            values["s3_import_roots"] = tuple(r.strip() for r in roots if r.strip())
+        if env.get("MEDFLOW_IMPORT_ALLOW_HARDLINKS"):
+            values["import_allow_hardlinks"] = env["MEDFLOW_IMPORT_ALLOW_HARDLINKS"] == "1"
         settings = replace(base, **values)  # type: ignore[arg-type]
         settings.check()
         return settings

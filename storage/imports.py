@@ -2,8 +2,10 @@
 
 ``file://`` reads the API host's disk, so it is allowed only under ``settings.import_roots``,
 judged on the real path (symlinks and ``..`` resolved) and checked again on the opened file,
-so a path swapped for a symlink between the check and the open is caught too. Messages never
-repeat the URI: it may carry PHI.
+so a path swapped for a symlink between the check and the open is caught too; a file with more
+than one hard link is refused (one of its names may lie outside the roots) unless
+``settings.import_allow_hardlinks``. ``s3://`` runs on the server's credentials, so it is allowed
+only under ``settings.s3_import_roots``. Messages never repeat the URI: it may carry PHI.
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ def import_uri(uri: str, store: BlobWriter, settings: Settings) -> BlobInfo:
 def _import_s3(bucket: str, key: str, store: BlobWriter, settings: Settings) -> BlobInfo:
     from botocore.exceptions import BotoCoreError, ClientError
 
+    # Checked before any request: outside the roots, not even an object's existence shows.
+    if not _s3_allowed(bucket, key, settings.s3_import_roots):
+        raise ImportRefused("IMPORT_REFUSED", "the object is outside the allowed S3 import roots")
+
     client = s3_client(settings.s3_endpoint_url)
     max_bytes = settings.limits.max_bytes
     try:
@@ -85,7 +91,7 @@ def _import_file(host: str, path: str, store: BlobWriter, settings: Settings) ->
             "IMPORT_REFUSED", f"the file cannot be opened ({exc.strerror})"
         ) from None
     try:
-        _check_opened(fd, roots, settings.limits.max_bytes)
+        _check_opened(fd, roots, settings.limits.max_bytes, settings.import_allow_hardlinks)
     except BaseException:
         os.close(fd)
         raise
@@ -93,10 +99,13 @@ def _import_file(host: str, path: str, store: BlobWriter, settings: Settings) ->
         return _put(store, fileobj, settings.limits.max_bytes)
 
 
-def _check_opened(fd: int, roots: list[Path], max_bytes: int) -> None:
+def _check_opened(fd: int, roots: list[Path], max_bytes: int, hardlinks: bool) -> None:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         raise ImportRefused("IMPORT_REFUSED", "not a regular file")
+    # A hard link has no "real path" outside the root to catch: any second name may be one.
+    if info.st_nlink > 1 and not hardlinks:
+        raise ImportRefused("IMPORT_REFUSED", "the file has more than one hard link")
     opened = Path(f"/proc/self/fd/{fd}")
     # Linux names the file actually opened: a directory swapped for a symlink after the
     # realpath above shows up here.
@@ -104,6 +113,17 @@ def _check_opened(fd: int, roots: list[Path], max_bytes: int) -> None:
         raise ImportRefused("IMPORT_REFUSED", "the path is outside the allowed import roots")
     if info.st_size > max_bytes:
         raise _too_large(max_bytes)
+
+
+def _s3_allowed(bucket: str, key: str, roots: tuple[str, ...]) -> bool:
+    """Whether ``bucket/key`` is under a ``bucket`` or ``bucket/prefix`` root (S3 keys are
+    literal: no ``..`` to resolve; a prefix ends at a ``/``)."""
+    for root in roots:
+        root_bucket, _, prefix = root.partition("/")
+        prefix = prefix.strip("/")
+        if root_bucket == bucket and (not prefix or key.startswith(prefix + "/")):
+            return True
+    return False
 
 
 def _under(path: Path, roots: list[Path]) -> bool:

@@ -39,6 +39,7 @@ PENDING_TIMEOUT_S = 10  # longer than any pause in the tests, or the reconciler 
 RECONCILE_INTERVAL_S = 2
 MIN_SIDE = 16  # pydicom's CR file 6154 is 16 x 16
 SECRET = "e2e-secret-0123456789abcdef0123456789abcdef"
+S3_IMPORT_BUCKET = "medflow-e2e-imports"  # the one bucket s3:// imports may read
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -101,6 +102,7 @@ def stack_settings(
         pending_timeout_s=PENDING_TIMEOUT_S,
         reconcile_interval_s=RECONCILE_INTERVAL_S,
         secret_key=SECRET,
+        s3_import_roots=(S3_IMPORT_BUCKET,),
         rate_limit="100000/minute",
         limits=replace(ImageLimits(), min_side=MIN_SIDE),
     )

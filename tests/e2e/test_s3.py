@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.e2e.conftest import S3_IMPORT_BUCKET
 from tests.e2e.harness import E2EStack
 from tests.e2e.test_jobs import compare
 
@@ -16,8 +17,9 @@ from tests.e2e.test_jobs import compare
 @pytest.fixture
 def bucket(s3_endpoint: str) -> tuple[Any, str]:
     client = boto3.client("s3", endpoint_url=s3_endpoint)
-    name = f"medflow-e2e-{secrets.token_hex(4)}"
-    client.create_bucket(Bucket=name)
+    name = S3_IMPORT_BUCKET  # the stack's only S3 import root; each test uses its own keys
+    if name not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
+        client.create_bucket(Bucket=name)
     return client, name
 
 
@@ -48,12 +50,16 @@ def test_job_of_s3_uris_completes(
 
 
 @pytest.mark.parametrize(
-    "make_uri",
-    [lambda bucket: f"s3://{bucket}/no/such/key.dcm", lambda _: "s3://no-such-bucket-e2e/a.dcm"],
-    ids=["missing key", "missing bucket"],
+    ("make_uri", "code"),
+    [
+        (lambda bucket: f"s3://{bucket}/no/such/key.dcm", "IMPORT_NOT_FOUND"),
+        # Outside the S3 import roots: refused before S3 is asked, so existence never shows.
+        (lambda _: "s3://no-such-bucket-e2e/a.dcm", "IMPORT_REFUSED"),
+    ],
+    ids=["missing key", "bucket outside the roots"],
 )
 def test_a_missing_s3_object_is_refused_with_a_clear_code(
-    stack: E2EStack, bucket: tuple[Any, str], workload_paths: list[Path], make_uri: Any
+    stack: E2EStack, bucket: tuple[Any, str], workload_paths: list[Path], make_uri: Any, code: str
 ) -> None:
     client, name = bucket
     client.upload_file(str(workload_paths[0]), name, "present.dcm")
@@ -62,7 +68,7 @@ def test_a_missing_s3_object_is_refused_with_a_clear_code(
     status, body = stack.submit_uris([f"s3://{name}/present.dcm", make_uri(name)])
 
     assert status == 422, body
-    assert body["error"]["code"] == "IMPORT_NOT_FOUND", body
+    assert body["error"]["code"] == code, body
     assert body["error"]["details"]["index"] == 1, body
     assert "no/such" not in body["error"]["message"]  # the message never repeats the URI
     # Nothing half-made: no job for a refused submission.

@@ -118,7 +118,8 @@ def test_s3_import(
     settings_factory: Callable[..., Settings],
 ) -> None:
     s3.put_object(Bucket=s3_bucket, Key="studies/1/a b.dcm", Body=DATA)
-    settings = settings_factory(s3_endpoint_url=s3_endpoint)
+    roots = (f"{s3_bucket}/studies", "medflow-no-such-bucket")
+    settings = settings_factory(s3_endpoint_url=s3_endpoint, s3_import_roots=roots)
     info = import_uri(f"s3://{s3_bucket}/studies/1/a%20b.dcm", blob_store, settings)
     assert blob_store.get(info.key) == DATA
     missing = f"s3://{s3_bucket}/studies/1/nope.dcm"
@@ -126,7 +127,54 @@ def test_s3_import(
     no_bucket = "s3://medflow-no-such-bucket/a.dcm"
     assert code_of(no_bucket, blob_store, settings) == "IMPORT_NOT_FOUND"
     small = settings_factory(
-        s3_endpoint_url=s3_endpoint, limits=ImageLimits(max_bytes=len(DATA) - 1)
+        s3_endpoint_url=s3_endpoint,
+        limits=ImageLimits(max_bytes=len(DATA) - 1),
+        s3_import_roots=roots,
     )
     uri = f"s3://{s3_bucket}/studies/1/a%20b.dcm"
     assert code_of(uri, blob_store, small) == "FILE_TOO_LARGE"
+
+
+def test_s3_imports_only_under_the_configured_roots(
+    s3: Any,
+    s3_bucket: str,
+    s3_endpoint: str,
+    blob_store: FileBlobStore,
+    settings_factory: Callable[..., Settings],
+) -> None:
+    # Before issue 9 any bucket the server's credentials reach was read (or its objects'
+    # existence revealed); now only "bucket" or "bucket/prefix" roots are.
+    s3.put_object(Bucket=s3_bucket, Key="tenant-a/a.dcm", Body=DATA)
+    s3.put_object(Bucket=s3_bucket, Key="tenant-ab/b.dcm", Body=DATA)
+    settings = settings_factory(
+        s3_endpoint_url=s3_endpoint, s3_import_roots=(f"{s3_bucket}/tenant-a/",)
+    )
+    assert import_uri(f"s3://{s3_bucket}/tenant-a/a.dcm", blob_store, settings).size == len(DATA)
+    for uri in (
+        f"s3://{s3_bucket}/tenant-ab/b.dcm",  # shares the prefix as a string only
+        f"s3://{s3_bucket}/tenant-a",
+        f"s3://{s3_bucket}/other/nope.dcm",  # missing, but outside: refused, never "not found"
+        "s3://another-bucket/tenant-a/a.dcm",
+    ):
+        assert code_of(uri, blob_store, settings) == "IMPORT_REFUSED", uri
+    nothing = settings_factory(s3_endpoint_url=s3_endpoint)
+    assert code_of(f"s3://{s3_bucket}/tenant-a/a.dcm", blob_store, nothing) == "IMPORT_REFUSED"
+    whole = settings_factory(s3_endpoint_url=s3_endpoint, s3_import_roots=(s3_bucket,))
+    assert import_uri(f"s3://{s3_bucket}/tenant-ab/b.dcm", blob_store, whole).size == len(DATA)
+
+
+def test_a_hard_link_is_refused_unless_allowed(
+    root: Path,
+    blob_store: FileBlobStore,
+    settings: Settings,
+    settings_factory: Callable[..., Settings],
+) -> None:
+    # A hard link inside the root to a file outside it has no real path outside to catch.
+    outside = root.parent / "secret.txt"
+    os.link(outside, root / "study" / "linked.dcm")
+    assert code_of(f"file://{root}/study/linked.dcm", blob_store, settings) == "IMPORT_REFUSED"
+    # The file's other name counts too: a.dcm, once linked from elsewhere, is refused as well.
+    os.link(root / "study" / "a.dcm", root.parent / "a-copy.dcm")
+    assert code_of(f"file://{root}/study/a.dcm", blob_store, settings) == "IMPORT_REFUSED"
+    allowed = settings_factory(import_roots=(root,), import_allow_hardlinks=True)
+    assert import_uri(f"file://{root}/study/a.dcm", blob_store, allowed).size == len(DATA)
