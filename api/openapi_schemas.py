@@ -88,6 +88,11 @@ SCHEMAS: dict[str, Any] = {
             "height": {"type": ["integer", "null"]},
             "timings_ms": {"type": ["object", "null"]},
             "pseudonyms": OBJECT,
+            "intended_use": {
+                "enum": ["clinical", "research", "demo"],
+                "description": "the model card's intended use: only clinical results are for "
+                "patient care",
+            },
             "receipt": {
                 "type": ["object", "null"],
                 "description": "with receipts=true: the image.result event (seq, hash, "

@@ -118,3 +118,11 @@ def audit_event_item(event: AuditEvent) -> dict[str, Any]:
         "prev_hash": event.prev_hash,
         "hash": event.hash,
     }
+
+
+def intended_use(card: dict[str, Any]) -> str:
+    """The model's intended use, on every result: "clinical", "research" or "demo" (issue 9).
+
+    A card that does not say (registered before the field existed) is not clinical.
+    """
+    return str(card.get("intended_use") or "research")

@@ -15,6 +15,7 @@ from pipeline.errors import ModelError
 LAYOUTS = ("NCHW", "NHWC")
 RESIZES = ("stretch", "letterbox")
 ACTIVATIONS = ("sigmoid", "softmax", "none")
+INTENDED_USES = ("clinical", "research", "demo")
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,9 @@ class ModelCard:
     sha256: str  # of model.onnx, hex
     trained: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # Intended use (issue 9): "clinical", "research" or "demo". Production serves only clinical
+    # models unless the deployment opts in; a card that does not say is "research".
+    intended_use: str = "research"
 
     @property
     def ref(self) -> str:
@@ -143,6 +147,7 @@ class ModelCard:
                 sha256=_str(data, "sha256"),
                 trained=bool(data.get("trained", False)),
                 extra=dict(data.get("extra", {})),
+                intended_use=str(data.get("intended_use", "research")),
             )
         except TypeError as exc:  # unknown or missing keys in a section
             raise ModelError(str(exc), field="model.json") from exc
@@ -182,6 +187,7 @@ class ModelCard:
         _check(not unknown, "output.thresholds", f"names unknown labels {sorted(unknown)}")
         _check(self.batch_size >= 1, "batch_size", "must be >= 1")
         _check(len(self.sha256) == 64, "sha256", "must be 64 hex digits")
+        _check(self.intended_use in INTENDED_USES, "intended_use", f"one of {INTENDED_USES}")
 
 
 def _check(ok: bool, field_name: str, message: str) -> None:

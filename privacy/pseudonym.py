@@ -6,6 +6,12 @@ gives unrelated pseudonyms, and nothing computed for the audit anchors can be re
 Deterministic for one secret: a submitter can group results by patient or study. Without the
 secret a pseudonym cannot be reversed or recomputed from a guessed id (unlike a plain hash of
 a short, guessable patient id). Rotating the secret breaks grouping across the rotation.
+
+Per owner (issue 9): the worker (which does not know who submitted the job) computes the
+pseudonym above; the collector re-keys it for the job's owner, ``HMAC(owner key, pseudonym)``,
+with the owner's key derived from the secret and the API key's id (``for_owner``). What is
+stored and served differs between owners, so the same patient does not link across tenants;
+within one owner it stays stable.
 """
 
 from __future__ import annotations
@@ -34,4 +40,22 @@ def pseudonymize(identifiers: dict[str, str], secret: str) -> dict[str, str]:
             key = hmac.new(secret.encode("utf-8"), purpose, hashlib.sha256).digest()
             mac = hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
             out[name] = mac[:PSEUDONYM_LENGTH]
+    return out
+
+
+_OWNER_PURPOSE = b"medflow.pseudonym.v2.owner:"
+PSEUDONYM_NAMES = frozenset(name for name, _ in FIELDS.values())
+
+
+def for_owner(facts: dict[str, object], secret: str, owner_id: int) -> dict[str, object]:
+    """``facts`` with each pseudonym re-keyed for one owner; other facts unchanged."""
+    if not secret:
+        raise ValueError("pseudonyms need a secret")
+    owner_key = hmac.new(
+        secret.encode("utf-8"), _OWNER_PURPOSE + str(owner_id).encode(), hashlib.sha256
+    ).digest()
+    out = dict(facts)
+    for name in PSEUDONYM_NAMES & set(facts):
+        mac = hmac.new(owner_key, str(facts[name]).encode("utf-8"), hashlib.sha256).hexdigest()
+        out[name] = mac[:PSEUDONYM_LENGTH]
     return out

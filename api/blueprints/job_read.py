@@ -19,7 +19,7 @@ from api.blueprints.jobs import job_body, visible_job
 from api.blueprints.paging import bool_arg, int_arg, invalid_arg
 from api.extensions import request_session, services
 from api.receipts import add_receipts
-from api.serialize import csv_header, csv_row, result_item
+from api.serialize import csv_header, csv_row, intended_use, result_item
 from db.audit import append_event
 from db.jobs import list_jobs, results_page
 from db.models import Job, ModelVersion, Role
@@ -68,7 +68,8 @@ def results(job_id: str) -> Any:
     with session_scope(services().sessions) as session:
         job = visible_job(session, job_id, caller())
         page = results_page(session, job, limit, after)
-        items = [result_item(image) for image in page]
+        use = intended_use(_card(session, job))
+        items = [{**result_item(image), "intended_use": use} for image in page]
         if with_receipts:
             add_receipts(session, items)
         _audit(session, job, "results.read", len(items))
@@ -82,27 +83,27 @@ def _export(job_id: str, who: Caller) -> Response:
     sessions = services().sessions
     with session_scope(sessions) as session:
         job = visible_job(session, job_id, who)
-        labels = _labels(session, job)
+        card = _card(session, job)
         _audit(session, job, "results.exported", job.total)
-    rows = _csv_rows(sessions, job, labels)
+    rows = _csv_rows(sessions, job, _labels(card), intended_use(card))
     headers = {"Content-Disposition": f'attachment; filename="results-{job.id}.csv"'}
     return Response(rows, mimetype="text/csv", headers=headers)
 
 
-def _csv_rows(sessions: Any, job: Job, labels: list[str]) -> Iterator[str]:
+def _csv_rows(sessions: Any, job: Job, labels: list[str], use: str) -> Iterator[str]:
     """The whole table, page by page, each page read in its own short session.
 
     No transaction stays open while the client downloads, however slow it is.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(csv_header(labels))
+    writer.writerow([*csv_header(labels), "intended_use"])
     after = -1
     while True:
         with session_scope(sessions) as session:
             page = results_page(session, job, CSV_PAGE, after)
             for image in page:
-                writer.writerow(csv_row(image, labels))
+                writer.writerow([*csv_row(image, labels), use])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
@@ -111,11 +112,15 @@ def _csv_rows(sessions: Any, job: Job, labels: list[str]) -> Iterator[str]:
         after = page[-1].position
 
 
-def _labels(session: Any, job: Job) -> list[str]:
+def _card(session: Any, job: Job) -> dict[str, Any]:
     query = select(ModelVersion.card).where(
         ModelVersion.name == job.model_name, ModelVersion.version == job.model_version
     )
-    card = session.scalars(query).first() or {}
+    card: dict[str, Any] = session.scalars(query).first() or {}
+    return card
+
+
+def _labels(card: dict[str, Any]) -> list[str]:
     return list(card.get("output", {}).get("labels", []))
 
 

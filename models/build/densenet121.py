@@ -134,6 +134,7 @@ def _card(g: GraphBuilder) -> ModelCard:
         batch_size=1,
         sha256="0" * 64,
         trained=False,
+        intended_use="demo",  # not for clinical use: see models/README.md
         extra={
             "architecture": "densenet121 (CheXNet layout)",
             "macs": g.macs,

@@ -252,6 +252,7 @@ def _card(g: GraphBuilder) -> ModelCard:
         batch_size=1,
         sha256="0" * 64,
         trained=False,
+        intended_use="demo",  # not for clinical use: see models/README.md
         extra={
             "design": "analytic multi-scale Hessian blob filter; models/build/nodule_detector.py",
             "scales_px": [FINE_SCALE, *COARSE_SCALES],

@@ -46,6 +46,7 @@ def build() -> BuiltModel:
         batch_size=8,
         sha256="0" * 64,
         trained=False,
+        intended_use="demo",  # not for clinical use: see models/README.md
         extra={"macs": g.macs, "flops": 2 * g.macs, "params": g.params, "seed": SEED},
     )
     return BuiltModel(model=g.model(logits, "logits", DESCRIPTION), card=card)

@@ -8,6 +8,7 @@ not check (messages/signing.py) is refused before anything is written.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from celery import Task, shared_task
@@ -16,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from config.settings import Settings
 from messages.chunk_results import ChunkResults
+from messages.scored_image import ScoredImage
 from workers import db_sessions, resources
 from workers.app import settings_of
 from workers.chunk_ledger import mark_final
@@ -50,7 +52,8 @@ def collect(self: Task, message: dict[str, Any]) -> int:
         return 0
     # The engine is created here, lazily, in the pool process (after the fork).
     with session_scope(db_sessions.session_factory(settings)) as session:
-        written = record_results(session, chunk.job_id, chunk.images)
+        images = owner_pseudonyms(session, chunk.job_id, chunk.images, settings.secret_key)
+        written = record_results(session, chunk.job_id, images)
         finished = written > 0 and job_finished(session, chunk.job_id)
     note_final(settings, chunk)
     log.info("collected %d results, %d written", len(chunk.images), written)
@@ -68,6 +71,21 @@ def note_final(settings: Settings, chunk: ChunkResults) -> None:
         mark_final(resources.redis_client(settings.redis_url), chunk.job_id, image_ids)
     except RedisError as exc:
         log.warning("could not note final images in Redis: %s", type(exc).__name__)
+
+
+def owner_pseudonyms(
+    session: Any, job_id: str, images: tuple[ScoredImage, ...], secret: str
+) -> list[ScoredImage]:
+    """The images with their pseudonyms re-keyed for the job's owner (privacy/pseudonym.py)."""
+    from sqlalchemy import select
+
+    from db.models import Job
+    from privacy.pseudonym import for_owner
+
+    owner = session.scalar(select(Job.owner_key_id).where(Job.id == job_id))
+    if owner is None:
+        return list(images)  # an unknown job: record_results writes nothing anyway
+    return [replace(i, facts=for_owner(i.facts, secret, owner)) if i.facts else i for i in images]
 
 
 def job_finished(session: Any, job_id: str) -> bool:
