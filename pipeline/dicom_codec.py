@@ -47,8 +47,10 @@ def decoder_for(syntax: uid.UID) -> Decoder:
     try:
         decoder = get_decoder(syntax)
     except NotImplementedError:
-        # Only registered DICOM UIDs are named: anything else is not ours to print.
-        name = "a private transfer syntax" if syntax.is_private else f"{syntax.name} ({syntax})"
+        # Only UIDs the standard registers are named: anything else (private, or made up under
+        # the DICOM root) is header text, not ours to print (issue 9).
+        registered = syntax in uid.UID_dictionary
+        name = f"{syntax.name} ({syntax})" if registered else "an unrecognised transfer syntax"
         raise ImageError(
             ErrorCode.DICOM_UNSUPPORTED_TRANSFER_SYNTAX, f"{name} is not supported"
         ) from None

@@ -1,17 +1,23 @@
 """What a DICOM header may tell beyond its pixels: PHI-free facts, and identifiers to pseudonymise.
 
 Facts go into result rows and metrics, so they are structural only (syntax, bits, a Modality
-code string), never free text. Identifiers are returned raw for the worker to replace with
-keyed pseudonyms; they are never logged or stored as they are.
+from the standard's Defined Terms), never free text. Identifiers are returned raw for the
+worker to replace with keyed pseudonyms; they are never logged or stored as they are.
 """
 
 from __future__ import annotations
 
-import re
-
 from pydicom.dataset import Dataset
 
-_CODE_STRING = re.compile(r"[A-Z0-9_ ]{1,16}")  # the CS VR's repertoire (PS3.5 6.2)
+# Modality's Defined Terms (PS3.3 C.7.3.1.1.1, current and retired). Only these are kept: a
+# code string can still be any 16 upper-case characters, a name among them (issue 9).
+MODALITIES = frozenset(
+    """AR ASMT AU BDUS BI BMD CD CF CP CR CS CT CTPROTOCOL DD DF DG DM DOC DS DX EC ECG EPS ES
+    FA FID FS GM HC HD IO IOL IVOCT IVUS KER KO LEN LP LS MA MG MR MS M3D NM OAM OCT OP OPM
+    OPR OPT OPTBSV OPTENF OPV OSS OT PLAN POS PR PT PX REG RESP RF RG RTDOSE RTIMAGE RTINTENT
+    RTPLAN RTRAD RTRECORD RTSEGANN RTSTRUCT RWV SEG SM SMR SR SRF ST STAIN TEXTUREMAP TG US VA
+    VF XA XAPROTOCOL XC""".split()
+)
 _IDENTIFIERS = {
     "patient_id": "PatientID",
     "study_uid": "StudyInstanceUID",
@@ -31,8 +37,8 @@ def image_facts(
         "samples_per_pixel": geometry["samples_per_pixel"],
     }
     modality = str(header.get("Modality", "")).strip()
-    if _CODE_STRING.fullmatch(modality):  # a code string, never free text
-        facts["modality"] = modality
+    if modality:  # a Defined Term, never free text
+        facts["modality"] = modality if modality in MODALITIES else "(unrecognised)"
     if tables:
         facts["lookup_tables"] = "+".join(tables)
     if excess:
