@@ -8,7 +8,7 @@ import redis
 from flask import Flask, Response
 from sqlalchemy.exc import OperationalError
 
-from api import auth, extensions
+from api import auth, extensions, input_guard
 from api.blueprints import audit, health, job_read, job_submit, metrics, models
 from api.errors import ApiError, handle_api_error, register_error_handlers
 from api.openapi import bp as openapi_bp
@@ -24,6 +24,7 @@ def create_app(settings: Settings, celery: Any | None = None) -> Flask:
     """An app serving ``settings``; ``celery`` defaults to one built from the same settings."""
     app = Flask("medflow", static_folder=None)  # an API: no static files
     app.request_class = UploadRequest
+    input_guard.init_app(app)  # first: nothing else reads the request before it
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the serialisers' order
     extensions.init_app(app, settings, celery, rate_key=auth.rate_limit_key)
     metrics.init_app(app)

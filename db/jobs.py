@@ -209,7 +209,9 @@ def list_jobs(
         query = query.where(Job.owner_key_id == owner_id)
     if before is not None:
         cursor = session.get(Job, before)
-        if cursor is None:
+        # Another owner's job is no cursor: an empty page either way, so a page never tells
+        # whether someone else's job id exists (issue 9).
+        if cursor is None or (owner_id is not None and cursor.owner_key_id != owner_id):
             return []
         query = query.where(
             or_(

@@ -34,7 +34,7 @@ from pipeline.errors import ModelError
 bp = Blueprint("models", __name__, url_prefix="/v1/models")
 
 # Names and versions become directory names: nothing that could climb out of the model root.
-SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # fullmatch: "$" passes a "\n"
 MAX_CARD_BYTES = 1024 * 1024
 STAGING_PREFIX = ".medflow-staging-"
 
@@ -99,7 +99,7 @@ def _card(data: bytes) -> ModelCard:
     except ModelError as exc:
         raise _invalid(str(exc), exc.field) from None
     for field, value in (("name", card.name), ("version", card.version)):
-        if not SEGMENT.match(value) or value in (".", ".."):
+        if not SEGMENT.fullmatch(value) or value in (".", ".."):
             raise _invalid(f"{field} may hold letters, digits, '.', '_' and '-' only", field)
     return card
 
