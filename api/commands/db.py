@@ -30,3 +30,23 @@ def check() -> None:
     if diffs:
         raise SystemExit(1)
     click.echo("no drift: the database matches the models")
+
+
+@db.command("grant-app-role")
+@click.argument("role")
+def grant_app_role_(role: str) -> None:
+    """Grant ROLE what the application needs (run as the tables' owner, after each upgrade).
+
+    ROLE may read and write every table, but only SELECT and INSERT audit_events; it owns
+    nothing, so it cannot disable the audit triggers. Postgres only; the role must exist."""
+    from db.roles import RoleError, grant_app_role
+    from db.session import make_engine
+
+    engine = make_engine(Settings.from_env())
+    try:
+        for statement in grant_app_role(engine, role):
+            click.echo(statement)
+    except RoleError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
