@@ -23,5 +23,11 @@ def _register() -> None:
 
 
 def main() -> None:
+    from config.settings import SettingsError
+
     _register()
-    medflow()
+    try:
+        medflow()
+    except SettingsError as exc:  # one line, not a traceback (issue 9)
+        click.echo(f"medflow: {exc}", err=True)
+        raise SystemExit(2) from None

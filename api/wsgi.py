@@ -7,9 +7,9 @@ filter) is the one import-time side effect it is allowed.
 from __future__ import annotations
 
 from api.app import create_app
-from config.settings import Settings
+from config.settings import load_or_exit
 from privacy.phi import configure_logging
 
-settings = Settings.from_env()
+settings = load_or_exit()  # a refused setting: one line and exit, not a traceback
 configure_logging(settings)
 app = create_app(settings)

@@ -7,7 +7,11 @@ server.
 
 from __future__ import annotations
 
+import math
 import os
+import sys
+import zlib
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -181,8 +185,15 @@ class Settings:
             raise SettingsError("MEDFLOW_ANCHOR_INTERVAL_S must be >= 1")
         if self.env != "production":
             return
-        if self.results_key == DEV_RESULTS_KEY or len(self.results_key) < 32:
-            raise SettingsError("production needs MEDFLOW_RESULTS_KEY: 32+ characters, not default")
+        for var, value in (
+            ("MEDFLOW_SECRET_KEY", self.secret_key),
+            ("MEDFLOW_RESULTS_KEY", self.results_key),
+        ):
+            if value in (DEV_SECRET, DEV_RESULTS_KEY) or secret_bits(value) < MIN_SECRET_BITS:
+                raise SettingsError(
+                    f"production needs {var} with real entropy: 32 random bytes, "
+                    "e.g. `openssl rand -base64 32`"
+                )
         if self.results_key == self.secret_key:
             raise SettingsError("MEDFLOW_RESULTS_KEY must differ from MEDFLOW_SECRET_KEY")
         if not (self.audit_anchors and self.anchor_verify_key):
@@ -193,6 +204,33 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+# Trust boundaries (issue 9): "a" * 32 is 32 characters and no secret at all.
+MIN_SECRET_BITS = 128
+_DEFLATE_OVERHEAD = 8  # zlib's header and checksum: bytes that say nothing about the key
+
+
+def secret_bits(value: str) -> float:
+    """A generous estimate of a key's entropy: the smaller of its length times the Shannon
+    entropy of its characters and the bits left once deflate has removed repetition (32
+    random bytes in base64 or hex: 200 bits or more; "a" * 32 or "0123456789" * 4: under 128).
+    """
+    if not value:
+        return 0.0
+    counts = Counter(value)
+    per_char = -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
+    compressed = len(zlib.compress(value.encode("utf-8"), 9)) - _DEFLATE_OVERHEAD
+    return min(per_char * len(value), 8.0 * compressed)
+
+
+def load_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings for a process entry point: a refused setting is one line on stderr, exit 2."""
+    try:
+        return Settings.from_env(environ)
+    except SettingsError as exc:
+        print(f"medflow: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _int(env: Mapping[str, str], var: str) -> int:

@@ -3,7 +3,7 @@ import, connects nothing. Its workers load only ``medflow.infer_chunk``: no data
 
 from __future__ import annotations
 
-from config.settings import Settings
+from config.settings import load_or_exit
 from workers.app import make_celery
 
-app = make_celery(Settings.from_env())
+app = make_celery(load_or_exit())  # a refused setting: one line and exit, not a traceback
