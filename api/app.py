@@ -14,6 +14,7 @@ from api.errors import ApiError, handle_api_error, register_error_handlers
 from api.openapi import bp as openapi_bp
 from api.upload import UploadRequest
 from config.settings import Settings
+from db.idempotency import IdempotencyKeyReused
 from db.jobs import JobStateError
 from db.model_registry import ModelNotFound
 
@@ -34,6 +35,7 @@ def create_app(settings: Settings, celery: Any | None = None) -> Flask:
     register_error_handlers(app)
     app.register_error_handler(JobStateError, _job_state_error)
     app.register_error_handler(ModelNotFound, _model_not_found)
+    app.register_error_handler(IdempotencyKeyReused, _key_reused)
     for unavailable in (OperationalError, redis.ConnectionError, redis.TimeoutError):
         app.register_error_handler(unavailable, _unavailable)
     return app
@@ -46,6 +48,14 @@ def _job_state_error(exc: JobStateError) -> Response:
 
 def _model_not_found(exc: ModelNotFound) -> Response:
     return handle_api_error(ApiError(exc.code, "no such model or version", 404, {"model": exc.ref}))
+
+
+def _key_reused(exc: IdempotencyKeyReused) -> Response:
+    # The same key with another request: answering with the old job would hide the new one.
+    message = "this Idempotency-Key was used for a different request (model or images)"
+    return handle_api_error(
+        ApiError("IDEMPOTENCY_KEY_REUSED", message, 422, {"job_id": exc.job_id})
+    )
 
 
 def _unavailable(exc: Exception) -> Response:

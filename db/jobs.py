@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.audit import append_event
+from db.idempotency import check_same_request
 from db.job_close import close_if_done, record_job_finished
 from db.models import ApiKey, Image, ImageStatus, Job, JobStatus, ModelVersion, utcnow
 from storage.blobstore import BlobInfo
@@ -51,12 +52,22 @@ def _lock(session: Session, job: Job) -> Job:
 
 
 def open_job(
-    session: Session, owner: ApiKey, model: ModelVersion, idempotency_key: str | None
+    session: Session,
+    owner: ApiKey,
+    model: ModelVersion,
+    idempotency_key: str | None,
+    request_digest: str | None = None,
 ) -> tuple[Job, bool]:
-    """A new OPEN job, or (with a key) the owner's existing job for that key, created=False."""
+    """A new OPEN job, or (with a key) the owner's existing job for that key, created=False.
+
+    ``idempotency_key`` is stored as given: the API passes ``db.idempotency.key_hash`` of the
+    client's key. With ``request_digest``, an existing job submitted by another request raises
+    ``IdempotencyKeyReused``.
+    """
     if idempotency_key is not None:
         existing = _by_idempotency_key(session, owner.id, idempotency_key)
         if existing is not None:
+            check_same_request(session, existing, request_digest)
             return existing, False
     job = Job(
         id=uuid.uuid4().hex,
@@ -83,6 +94,7 @@ def open_job(
         existing = _by_idempotency_key(session, owner.id, idempotency_key)
         if existing is None:
             raise
+        check_same_request(session, existing, request_digest)
         return existing, False
     append_event(
         session,
@@ -90,7 +102,12 @@ def open_job(
         action="job.submitted",
         object_type="job",
         object_id=job.id,
-        payload={"model": model.name, "version": model.version, "model_sha256": model.sha256},
+        payload={
+            "model": model.name,
+            "version": model.version,
+            "model_sha256": model.sha256,
+            **({"request_digest": request_digest} if request_digest else {}),
+        },
     )
     return job, True
 

@@ -63,11 +63,18 @@ class Intake:
     # -- rows (inside the caller's session_scope; sends after its commit) --------------------
 
     def open_job(
-        self, session: Session, owner: ApiKey, model_ref: str, idempotency_key: str | None = None
+        self,
+        session: Session,
+        owner: ApiKey,
+        model_ref: str,
+        idempotency_key: str | None = None,
+        request_digest: str | None = None,
     ) -> tuple[Job, bool]:
         """A new OPEN job for ``model_ref`` ("name" or "name:version"), or, with a key already
-        used by ``owner``, that job (``created`` False)."""
-        return jobs.open_job(session, owner, find_model(session, model_ref), idempotency_key)
+        used by ``owner``, that job (``created`` False; another ``request_digest`` than the
+        one it was opened with raises ``db.idempotency.IdempotencyKeyReused``)."""
+        model = find_model(session, model_ref)
+        return jobs.open_job(session, owner, model, idempotency_key, request_digest)
 
     def add_blobs(
         self, session: Session, job: Job, items: Sequence[tuple[str, BlobInfo]]
@@ -92,10 +99,11 @@ class Intake:
         *,
         seal: bool = True,
         idempotency_key: str | None = None,
+        request_digest: str | None = None,
     ) -> tuple[Job, bool]:
         """Open, fill and (unless ``seal`` is False) seal a job in one go; a replayed
         ``idempotency_key`` returns the existing job untouched (``created`` False)."""
-        job, created = self.open_job(session, owner, model_ref, idempotency_key)
+        job, created = self.open_job(session, owner, model_ref, idempotency_key, request_digest)
         if created:
             self.add_blobs(session, job, items)
             if seal:

@@ -18,6 +18,7 @@ from api.blueprints.intake import Intake, invalid, read_intake, store
 from api.blueprints.jobs import job_body, job_response, visible_job
 from api.errors import ApiError
 from api.extensions import services
+from db.idempotency import check_same_request, key_hash, request_digest
 from db.model_registry import find_model
 from db.models import ApiKey, Job, JobStatus, Role
 from db.session import session_scope
@@ -34,7 +35,8 @@ def submit() -> Response:
     who, intake, key = caller(), read_intake(), _idempotency_key()
     if not intake.model:
         raise invalid("model", "is required")
-    replay = _replay(who, key)
+    digest = _digest(intake) if key is not None else None
+    replay = _replay(who, key, digest)
     if replay is not None:  # before storing anything: a retry must not import again
         return job_response(replay, 200)
     _require_images(intake)
@@ -44,7 +46,13 @@ def submit() -> Response:
     with session_scope(services().sessions) as session:
         owner = session.get_one(ApiKey, who.id)
         job, created = services().intake.submit(
-            session, owner, intake.model, stored.images, seal=intake.seal, idempotency_key=key
+            session,
+            owner,
+            intake.model,
+            stored.images,
+            seal=intake.seal,
+            idempotency_key=key,
+            request_digest=digest,
         )
         body = job_body(job, formats=stored.formats) if created else job_body(job)
     return job_response(body, 202 if created else 200)
@@ -96,15 +104,24 @@ def _idempotency_key() -> str | None:
             400,
             {"header": IDEMPOTENCY_HEADER},
         )
-    return key
+    # Stored and compared as a keyed hash: the client's key may carry identifiers.
+    return key_hash(services().settings.secret_key, key)
 
 
-def _replay(who: Caller, key: str | None) -> dict[str, Any] | None:
+def _digest(intake: Intake) -> str:
+    names = [upload.filename or "" for upload in intake.uploads]
+    names += [f"{uri}\n{ref}" for uri, ref in intake.uris]
+    return request_digest(str(intake.model), intake.seal, names)
+
+
+def _replay(who: Caller, key: str | None, digest: str | None) -> dict[str, Any] | None:
     if key is None:
         return None
     query = select(Job).where(Job.owner_key_id == who.id, Job.idempotency_key == key)
     with session_scope(services().sessions) as session:
         job = session.scalars(query).first()
+        if job is not None:
+            check_same_request(session, job, digest)  # IDEMPOTENCY_KEY_REUSED if it differs
         return None if job is None else job_body(job)
 
 
