@@ -33,5 +33,6 @@ def settings_to_env(settings: Settings) -> dict[str, str]:
     env["MEDFLOW_IMPORT_ROOTS"] = os.pathsep.join(str(p) for p in settings.import_roots)
     env["MEDFLOW_S3_IMPORT_ROOTS"] = ",".join(settings.s3_import_roots)
     env["MEDFLOW_IMPORT_ALLOW_HARDLINKS"] = "1" if settings.import_allow_hardlinks else "0"
+    env["MEDFLOW_ALLOW_NONCLINICAL_MODELS"] = "1" if settings.allow_nonclinical_models else "0"
     env.update({var: str(getattr(settings.limits, attr)) for attr, var in LIMIT_VARS.items()})
     return env

@@ -128,6 +128,9 @@ class Settings:
     # link may be a link to a file outside the import roots: refused unless allowed.
     s3_import_roots: tuple[str, ...] = ()
     import_allow_hardlinks: bool = False
+    # Production serves only models whose card says intended_use "clinical", unless the
+    # deployment opts in to research/demo models here (their results say so either way).
+    allow_nonclinical_models: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -158,6 +161,8 @@ class Settings:
             values["s3_import_roots"] = tuple(r.strip() for r in roots if r.strip())
         if env.get("MEDFLOW_IMPORT_ALLOW_HARDLINKS"):
             values["import_allow_hardlinks"] = env["MEDFLOW_IMPORT_ALLOW_HARDLINKS"] == "1"
+        if env.get("MEDFLOW_ALLOW_NONCLINICAL_MODELS"):
+            values["allow_nonclinical_models"] = env["MEDFLOW_ALLOW_NONCLINICAL_MODELS"] == "1"
         settings = replace(base, **values)  # type: ignore[arg-type]
         settings.check()
         return settings

@@ -18,9 +18,10 @@ from api.blueprints.intake import Intake, invalid, read_intake, store
 from api.blueprints.jobs import job_body, job_response, visible_job
 from api.errors import ApiError
 from api.extensions import services
+from api.serialize import intended_use
 from db.idempotency import check_same_request, key_hash, request_digest
 from db.model_registry import find_model
-from db.models import ApiKey, Job, JobStatus, Role
+from db.models import ApiKey, Job, JobStatus, ModelVersion, Role
 from db.session import session_scope
 
 bp = Blueprint("job_submit", __name__, url_prefix="/v1/jobs")
@@ -41,7 +42,8 @@ def submit() -> Response:
         return job_response(replay, 200)
     _require_images(intake)
     with session_scope(services().sessions) as session:
-        find_model(session, intake.model)  # a typo'd model fails before any upload is stored
+        # A typo'd or (in production) non-clinical model fails before any upload is stored.
+        _require_clinical(find_model(session, intake.model))
     stored = store(intake)
     with session_scope(services().sessions) as session:
         owner = session.get_one(ApiKey, who.id)
@@ -132,6 +134,20 @@ def _require_images(intake: Intake) -> None:
             "NO_IMAGES",
             "a sealed job needs at least one image; send seal=false to open an empty job",
             400,
+        )
+
+
+def _require_clinical(model: ModelVersion) -> None:
+    """Production serves clinical models only, unless the deployment opts in (issue 9)."""
+    settings = services().settings
+    use = intended_use(model.card or {})
+    if settings.env == "production" and use != "clinical" and not settings.allow_nonclinical_models:
+        raise ApiError(
+            "MODEL_NOT_CLINICAL",
+            f"the model's intended use is {use}, not clinical; this deployment serves clinical "
+            "models only (MEDFLOW_ALLOW_NONCLINICAL_MODELS=1 opts in)",
+            422,
+            {"model": f"{model.name}:{model.version}", "intended_use": use},
         )
 
 
