@@ -1,7 +1,7 @@
 """Trust boundaries: audit events found by object (result receipts)
 
 Revision ID: 0006_trust_boundaries
-Revises: 0002_audit_append_only
+Revises: 0003_outbox
 
 ``GET /v1/jobs/<id>/results?receipts=true`` looks up each image's ``image.result`` event by
 ``(object_type, object_id)``: without an index, every page would scan the whole chain.
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0006_trust_boundaries"
-down_revision: str | Sequence[str] | None = "0002_audit_append_only"
+down_revision: str | Sequence[str] | None = "0003_outbox"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
