@@ -47,7 +47,10 @@ _OWNER_PURPOSE = b"medflow.pseudonym.v2.owner:"
 PSEUDONYM_NAMES = frozenset(name for name, _ in FIELDS.values())
 
 
-def for_owner(facts: dict[str, object], secret: str, owner_id: int) -> dict[str, object]:
+Fact = str | int | float
+
+
+def for_owner(facts: dict[str, Fact], secret: str, owner_id: int) -> dict[str, Fact]:
     """``facts`` with each pseudonym re-keyed for one owner; other facts unchanged."""
     if not secret:
         raise ValueError("pseudonyms need a secret")

@@ -6,7 +6,7 @@ database (collect, and the beat's reconcile and outbox dispatch); inference work
 
 from __future__ import annotations
 
-from config.settings import Settings
+from config.settings import load_or_exit
 from workers.app import COLLECTOR_MODULES, make_celery
 
-app = make_celery(Settings.from_env(), include=COLLECTOR_MODULES)
+app = make_celery(load_or_exit(), include=COLLECTOR_MODULES)  # a refused setting: one line

@@ -14,7 +14,7 @@ from typing import Any
 from celery import Task, shared_task
 
 from config.settings import Settings
-from workers import resources
+from workers import db_sessions
 from workers.app import settings_of
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def anchor_head(settings: Settings) -> int | None:
     from db.session import session_scope
 
     store = str(settings.audit_anchors)
-    with session_scope(resources.session_factory(settings)) as session:
+    with session_scope(db_sessions.session_factory(settings)) as session:
         since = _since(session, settings)
         report = verify_chain(session, since=since)
     if not report.ok:

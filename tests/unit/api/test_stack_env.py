@@ -42,6 +42,14 @@ def changed_values(tmp_path: Path) -> dict[str, Any]:
         "fault_hooks": 1,
         "outbox_interval_s": 2,
         "outbox_max_attempts": 3,
+        # Trust boundaries (issue 9)
+        "results_key": "r" * 40,
+        "anchor_signing_key": "/keys/anchor.pem",
+        "anchor_verify_key": "v" * 44,
+        "anchor_interval_s": 42,
+        "s3_import_roots": ("bucket-a/scans", "bucket-b"),
+        "import_allow_hardlinks": True,
+        "allow_nonclinical_models": True,
     }
 
 
