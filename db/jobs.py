@@ -143,18 +143,22 @@ def add_images(session: Session, job: Job, items: list[tuple[str, BlobInfo]]) ->
     ]
     session.add_all(images)
     job.total += len(images)
+    job.received_at = now
     session.flush()
     # The count only: refs may carry PHI.
     _event(session, job, "job.images_added", {"count": len(images)})
     return images
 
 
-def seal_job(session: Session, job: Job) -> list[Image]:
+def seal_job(
+    session: Session, job: Job, actor: str | None = None, reason: str | None = None
+) -> list[Image]:
     """OPEN -> QUEUED (or RUNNING, or final); returns images still to enqueue after commit.
 
     Images were sent as they were added, so that list is normally empty; it holds only rows
     that were never sent (added by an older version that enqueued at seal). A job whose images
-    all finished before the seal closes here: no later result would close it.
+    all finished before the seal closes here: no later result would close it. ``actor`` and
+    ``reason`` name a seal not made by the owner (db.job_expiry: an abandoned upload).
     """
     job = _lock(session, job)
     if job.status != JobStatus.OPEN:
@@ -169,8 +173,11 @@ def seal_job(session: Session, job: Job) -> list[Image]:
     for image in to_send:
         image.enqueued_at, image.attempts = now, 1
     session.flush()
-    _event(session, job, "job.sealed", {"count": job.total})
-    close_if_done(session, job, now, owner_actor(job))
+    payload: dict[str, Any] = {"count": job.total}
+    if reason is not None:
+        payload["reason"] = reason
+    _event(session, job, "job.sealed", payload, actor)
+    close_if_done(session, job, now, actor or owner_actor(job))
     return to_send
 
 
@@ -202,10 +209,12 @@ def cancel_job(session: Session, job: Job, actor: str | ApiKey) -> Job:
     return job
 
 
-def _event(session: Session, job: Job, action: str, payload: dict[str, Any]) -> None:
+def _event(
+    session: Session, job: Job, action: str, payload: dict[str, Any], actor: str | None = None
+) -> None:
     append_event(
         session,
-        actor=owner_actor(job),
+        actor=actor or owner_actor(job),
         action=action,
         object_type="job",
         object_id=job.id,

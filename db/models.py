@@ -177,6 +177,9 @@ class Job(Base):
     sealed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # first result
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Last time images were added (NULL: never, read as created_at); an open job idle too long
+    # is sealed by the reconciler (db.job_expiry).
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     images: Mapped[list[Image]] = relationship(back_populates="job", lazy="raise")
 

@@ -104,7 +104,7 @@ def _config(settings: Settings) -> dict[str, object]:
         # Events feed Flower's live view of tasks and workers.
         "worker_send_task_events": True,
         "task_send_sent_event": True,
-        # The reconciler runs inside the collector (celery worker -B): one beat per deployment.
+        # Sent by `celery beat -S workers.beat:LockedScheduler`: one sender per deployment.
         "beat_schedule": {
             "reconcile": {
                 "task": "medflow.reconcile",

@@ -1,6 +1,6 @@
 """Fixtures of the end-to-end tests: one whole stack per database backend, shared by every test.
 
-The stack (gunicorn, a Celery worker pool, the collector with the beat, Flower: what `medflow up`
+The stack (gunicorn, a Celery worker pool, the collector, the beat, Flower: what `medflow up`
 runs) starts once per backend for the whole e2e session, because starting it costs far more
 than any one test. ``db_backend`` is overridden here with session scope, so pytest runs every
 SQLite case, stops that stack, then every Postgres case on a second stack. Tests share the

@@ -2,7 +2,7 @@
 bounded waits that fail with something to read.
 
 ``E2EStack`` starts exactly what `medflow up` starts (gunicorn, one Celery worker pool, the
-collector with the beat, Flower) as child processes, on free ports, a private Redis database, a
+collector, the beat, Flower) as child processes, on free ports, a private Redis database, a
 tmp blob directory and a tmp workdir. Every wait is bounded; a timeout fails with the job's view,
 the state of the Redis queues and the tail of every process log.
 """

@@ -32,8 +32,9 @@ def test_stale_images_are_resent_until_max_attempts_then_failed(
 
     resend, exhausted = claim_stale(settings)
     model_ref = f"{job.model_name}:{job.model_version}"
-    assert resend == {(job.id, model_ref): [(images[1].id, images[1].blob_key),
-                                            (images[2].id, images[2].blob_key)]}  # fmt: skip
+    # With the attempts they had: image 1, lost twice now, is sent again alone (send_again).
+    assert resend == {(job.id, model_ref): [(images[1].id, images[1].blob_key, 2),
+                                            (images[2].id, images[2].blob_key, 1)]}  # fmt: skip
     assert exhausted == {job.id: [(images[0].id, 3)]}
     assert fail_exhausted(settings, exhausted) == 1
     assert fail_exhausted(settings, exhausted) == 0  # idempotent: the image is no longer pending
@@ -69,17 +70,22 @@ def test_a_job_whose_last_images_are_given_up_on_finishes(
     assert (done.status, done.failed, done.finished_at is not None) == (JobStatus.FAILED, 2, True)
 
 
-def test_images_of_a_model_with_chunks_still_queued_wait(
+def test_images_still_in_flight_wait(
     migrated_settings: Settings, session_factory: Factory, make_job: Callable[..., Any]
 ) -> None:
-    # Behind a big job, old images are waiting in line, not lost: no re-send, no attempt used.
-    settings = replace(migrated_settings, max_attempts=1, pending_timeout_s=60)
-    job, images = make_job(1)
+    # Behind a big job, old images are waiting in line, not lost: no re-send, no attempt used;
+    # an image of the same job that no message holds is re-sent.
+    settings = replace(migrated_settings, max_attempts=2, pending_timeout_s=60)
+    job, images = make_job(2)
     with session_scope(session_factory) as session:
         long_ago = utcnow() - timedelta(minutes=10)
         session.execute(update(Image).where(Image.job_id == job.id).values(enqueued_at=long_ago))
-    assert claim_stale(settings, skip_models={job.model_name}) == ({}, {})
-    assert claim_stale(settings, skip_models={"another-model"}) == (
+    model_ref = f"{job.model_name}:{job.model_version}"
+    resend, exhausted = claim_stale(settings, {images[0].id})
+    assert (resend, exhausted) == (
+        {(job.id, model_ref): [(images[1].id, images[1].blob_key, 1)]},
         {},
-        {job.id: [(images[0].id, 1)]},
     )
+    with session_scope(session_factory) as session:
+        rows = session.scalars(select(Image).where(Image.job_id == job.id).order_by(Image.position))
+        assert [row.attempts for row in rows] == [1, 2]

@@ -1,0 +1,50 @@
+"""What the reconciler counts as in flight, read from a real Redis as kombu and Celery store it:
+queued chunks, queued results, deliveries not acked yet; and a delivery whose worker died is put
+back in its queue (the same message, not a copy)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+from kombu import Connection
+
+from messages.chunk_results import ChunkResults
+from messages.scored_image import ScoredImage
+from workers.inflight import UNACKED, UNACKED_INDEX, read_in_flight
+from workers.queues import RESULTS_QUEUE
+
+QUEUE = "infer.nodule-detector"
+
+
+def test_queued_unacked_and_dead_deliveries(private_redis_url: str, celery_app: Any) -> None:
+    client = redis.Redis.from_url(private_redis_url)
+    client.flushdb()
+    celery_app.send_task(
+        "medflow.infer_chunk", args=["j", "m:1", [[1, "a"], [2, "b"]]], queue=QUEUE
+    )
+    celery_app.send_task("medflow.infer_chunk", args=["j", "m:1", [[3, "c"]]], queue=QUEUE)
+    results = ChunkResults("j", "t", (ScoredImage.failure(4, "X", "x"),)).to_message()
+    celery_app.send_task("medflow.collect", args=[results], queue=RESULTS_QUEUE)
+    celery_app.send_task("medflow.reconcile", queue=RESULTS_QUEUE)
+    with Connection(private_redis_url) as conn:
+        taken = conn.SimpleQueue(QUEUE).get(timeout=5)  # delivered, never acked
+        taken_ids = {item[0] for item in taken.payload[0][2]}
+        try:
+            assert client.hlen(UNACKED) == 1 and client.llen(QUEUE) == 1
+            flight = read_in_flight(client, time.time(), max_run_s=60)
+            assert flight.image_ids == {1, 2, 3, 4} and flight.restored == 0
+
+            # Much later, the delivery is still unacked: its worker died whole.
+            flight = read_in_flight(client, time.time() + 61, max_run_s=60)
+            assert flight.image_ids == {1, 2, 3, 4} and flight.restored == 1
+            assert client.hlen(UNACKED) == 0 and client.zcard(UNACKED_INDEX) == 0
+            queued = [json.loads(raw) for raw in client.lrange(QUEUE, 0, -1)]
+            assert len(queued) == 2
+            assert taken.headers["id"] in {m["headers"]["id"] for m in queued}
+        finally:
+            client.flushdb()
+            client.close()
+    assert taken_ids in ({1, 2}, {3})
