@@ -1,15 +1,21 @@
 """MedflowClient: the HTTP client behind `medflow submit|status|results|models` (stdlib only).
 
 Uploads stream from disk: a multipart body is produced file by file, in bounded batches (one
-request each), so memory stays flat whatever the job size.
+request each), so memory stays flat whatever the job size. A 502/503/504 or a dropped connection
+is retried with exponential backoff (honouring ``Retry-After``); an upload request that fails so
+is not re-sent blindly (the server may have stored it): the job's images are listed and only the
+files it lacks go again. The same listing resumes an interrupted upload (``--resume JOB``).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import random
 import secrets
 import shutil
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,21 +31,42 @@ FIRST_BATCH_BYTES = 4 * 1024 * 1024
 RAMP = 4
 READ_BLOCK = 1024 * 1024
 TIMEOUT_S = 300.0
+# Transient answers: a restarting API, a full proxy, an overloaded upload pool.
+RETRY_STATUSES = frozenset({502, 503, 504})
+RETRIES = 8
+BACKOFF_S, BACKOFF_MAX_S = 1.0, 30.0
+RETRY_AFTER_MAX_S = 300.0
 
 
 class MedflowError(Exception):
     """An API error: the HTTP status and the body's ``{"error": {code, message, details}}``."""
 
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status, self.code, self.message, self.details = status, code, message, details
+        self.retry_after_s = retry_after_s
 
 
 class MedflowClient:
-    def __init__(self, base_url: str, api_key: str, timeout_s: float = TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        timeout_s: float = TIMEOUT_S,
+        retries: int = RETRIES,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.timeout_s = timeout_s
+        self.retries, self.sleep = retries, sleep
 
     # Jobs -------------------------------------------------------------------------------------
 
@@ -61,15 +88,44 @@ class MedflowClient:
         """
         sent = 0
         for batch in batches(paths, batch_bytes):
-            body = MultipartBody(batch)
-            self._request("POST", f"/v1/jobs/{_q(job_id)}/images", body, body.headers()).close()
+            length = self._send_batch(job_id, batch)
             sent += len(batch)
             if on_batch is not None:
-                on_batch(len(batch), body.length)
+                on_batch(len(batch), length)
         return sent
 
+    def _send_batch(self, job_id: str, batch: list[Path]) -> int:
+        """One upload request, resent after a transient failure with only the files the job
+        does not have yet (the failed request may have been stored whole)."""
+        attempt = 0
+        while True:
+            body = MultipartBody(batch)
+            path = f"/v1/jobs/{_q(job_id)}/images"
+            try:
+                self._request("POST", path, body, body.headers(), retry=False).close()
+                return body.length
+            except (MedflowError, OSError) as exc:
+                wait = self._retry_wait(exc, attempt)
+                if wait is None:
+                    raise
+            self.sleep(wait)
+            attempt += 1
+            have = self.uploaded_refs(job_id)
+            batch = [p for p in batch if str(p) not in have]
+            if not batch:
+                return 0
+
+    def uploaded_refs(self, job_id: str) -> set[str]:
+        """The names (refs) of the images the job holds: what a resumed upload skips."""
+        return {str(item.get("ref")) for item in self.iter_results(job_id)}
+
     def seal(self, job_id: str) -> dict[str, Any]:
-        return self._json("POST", f"/v1/jobs/{_q(job_id)}/seal")
+        try:
+            return self._json("POST", f"/v1/jobs/{_q(job_id)}/seal")
+        except MedflowError as exc:
+            if exc.code != "JOB_NOT_OPEN":
+                raise
+            return self.get_job(job_id)  # a retried seal whose first try had gone through
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/jobs/{_q(job_id)}")
@@ -107,6 +163,28 @@ class MedflowClient:
             return json.loads(response.read() or b"{}")
 
     def _request(
+        self,
+        method: str,
+        path: str,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+        *,
+        retry: bool = True,
+    ) -> Any:
+        """The response; a transient failure is retried unless ``retry`` is False (a request
+        whose repetition would not be idempotent: the caller decides)."""
+        attempt = 0
+        while True:
+            try:
+                return self._open(method, path, data, headers)
+            except (MedflowError, OSError) as exc:
+                wait = self._retry_wait(exc, attempt) if retry else None
+                if wait is None:
+                    raise
+            self.sleep(wait)
+            attempt += 1
+
+    def _open(
         self, method: str, path: str, data: Any = None, headers: dict[str, str] | None = None
     ) -> Any:
         request = urllib.request.Request(self.base_url + path, data=data, method=method)
@@ -118,6 +196,32 @@ class MedflowClient:
             return urllib.request.urlopen(request, timeout=self.timeout_s)
         except urllib.error.HTTPError as exc:
             raise _api_error(exc) from None
+
+    def _retry_wait(self, exc: Exception, attempt: int) -> float | None:
+        """Seconds to wait before retrying after ``exc``, or None: not transient, or no tries
+        left. The server's Retry-After wins; otherwise exponential backoff with jitter."""
+        if attempt >= self.retries or not transient(exc):
+            return None
+        if isinstance(exc, MedflowError) and exc.retry_after_s is not None:
+            return min(exc.retry_after_s, RETRY_AFTER_MAX_S)
+        return min(BACKOFF_MAX_S, BACKOFF_S * 2**attempt) * random.uniform(0.5, 1.0)
+
+
+def transient(exc: Exception) -> bool:
+    """A failure worth retrying: 502/503/504, or a connection refused, reset or dropped."""
+    if isinstance(exc, MedflowError):
+        return exc.status in RETRY_STATUSES
+    if isinstance(exc, urllib.error.URLError):
+        return isinstance(exc.reason, ConnectionError)
+    return isinstance(exc, ConnectionError | http.client.RemoteDisconnected)
+
+
+def retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds (the delta form; an HTTP date is rare from our API)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
 
 
 def batches(
@@ -185,9 +289,9 @@ def _api_error(exc: urllib.error.HTTPError) -> MedflowError:
     except (ValueError, AttributeError):
         error = {}
     code = str(error.get("code") or f"HTTP_{exc.code}")
-    return MedflowError(
-        exc.code, code, str(error.get("message") or exc.reason), error.get("details")
-    )
+    message = str(error.get("message") or exc.reason)
+    wait = retry_after(exc.headers.get("Retry-After") if exc.headers else None)
+    return MedflowError(exc.code, code, message, error.get("details"), wait)
 
 
 def _q(part: str) -> str:

@@ -19,6 +19,7 @@ from api.blueprints.jobs import job_body, job_response, visible_job
 from api.errors import ApiError
 from api.extensions import services
 from api.serialize import intended_use
+from api.upload_slots import upload_slot
 from db.idempotency import check_same_request, key_hash, request_digest
 from db.model_registry import find_model
 from db.models import ApiKey, Job, JobStatus, ModelVersion, Role
@@ -32,6 +33,7 @@ MAX_IDEMPOTENCY_KEY = 200  # the column's width
 
 @bp.post("")
 @require(Role.SUBMITTER, Role.ADMIN)
+@upload_slot
 def submit() -> Response:
     who, intake, key = caller(), read_intake(), _idempotency_key()
     if not intake.model:
@@ -62,6 +64,7 @@ def submit() -> Response:
 
 @bp.post("/<job_id>/images")
 @require(Role.SUBMITTER, Role.ADMIN)
+@upload_slot
 def add(job_id: str) -> Response:
     who, intake = caller(), read_intake()
     if intake.count == 0:

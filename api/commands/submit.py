@@ -30,6 +30,12 @@ POLL_MIN_S, POLL_MAX_S = 0.5, 2.0
     help="Results CSV with --wait (default: results-<job id>.csv).",
 )
 @click.option(
+    "--resume",
+    "resume_job",
+    metavar="JOB",
+    help="Continue an interrupted upload into JOB: send only the files it lacks, then seal.",
+)
+@click.option(
     "--batch-mb",
     default=64,
     show_default=True,
@@ -43,17 +49,19 @@ def submit(
     model: str,
     wait: bool,
     out: Path | None,
+    resume_job: str | None,
     batch_mb: int,
 ) -> None:
-    """Submit images (files or directories, searched recursively) as one job."""
+    """Submit images (files or directories, searched recursively) as one job.
+
+    503s and dropped connections are retried with backoff; if the command still stops
+    mid-upload, run it again with ``--resume JOB`` (the job id it printed)."""
     files = expand(paths)
     if not files:
         raise click.UsageError("no files found under the given paths")
-    # One key per invocation: a retried open inside this run cannot create a second job.
-    job = client.open_job(model, idempotency_key=uuid.uuid4().hex)
-    job_id = str(job["id"])
-    click.echo(f"job {job_id} opened for {model}", err=True)
-    upload(client, job_id, files, batch_mb * MIB)
+    job_id = resume(client, resume_job, files) if resume_job else open_new(client, model)
+    if files:
+        upload(client, job_id, files, batch_mb * MIB)
     click.echo(describe(client.seal(job_id)), err=True)
     click.echo(job_id)  # stdout carries only the id, for scripts
     if not wait:
@@ -65,6 +73,24 @@ def submit(
     click.echo(f"results written to {target}", err=True)
     if final.get("status") in ("failed", "cancelled"):
         raise SystemExit(1)
+
+
+def open_new(client: MedflowClient, model: str) -> str:
+    # One key per invocation: a retried open inside this run cannot create a second job.
+    job = client.open_job(model, idempotency_key=uuid.uuid4().hex)
+    click.echo(f"job {job['id']} opened for {model}", err=True)
+    return str(job["id"])
+
+
+def resume(client: MedflowClient, job_id: str, files: list[Path]) -> str:
+    """Drop from ``files`` (in place) those the job already holds; the job must be open."""
+    job = client.get_job(job_id)
+    if job.get("status") != "open":
+        raise click.ClickException(f"job {job_id} is {job.get('status')}: nothing to resume")
+    have = client.uploaded_refs(job_id)
+    files[:] = [path for path in files if str(path) not in have]
+    click.echo(f"job {job_id} resumed: {len(have)} images there, {len(files)} to send", err=True)
+    return job_id
 
 
 def expand(paths: Iterable[Path]) -> list[Path]:
