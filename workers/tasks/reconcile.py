@@ -124,9 +124,9 @@ def claim_stale(
                 (image.id, image.blob_key, image.attempts)
             )
         mark_enqueued(session, again)
-        for key, images in by_job.items():
+        for key, claimed in by_job.items():
             if celery is not None:
-                send_again(session, celery, key, images, settings.chunk_size)
+                send_again(session, celery, key, claimed, settings.chunk_size)
     return dict(by_job), dict(exhausted)
 
 
