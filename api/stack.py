@@ -251,7 +251,8 @@ class Stack:
         from workers.queues import RESULTS_QUEUE
 
         # -c 1: one writer of results. The beat is a process of its own (see _beat).
-        return self._celery("worker", "-Q", RESULTS_QUEUE, "-c", "1", "-n", "collector@%h")
+        argv = ("worker", "-Q", RESULTS_QUEUE, "-c", "1", "-n", "collector@%h")
+        return self._celery(*argv, app="workers.collector")
 
     def _beat(self) -> list[str]:
         # Not embedded in the collector (-B): that beat outlived a SIGKILL of its worker, and a
