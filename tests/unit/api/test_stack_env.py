@@ -50,6 +50,7 @@ def changed_values(tmp_path: Path) -> dict[str, Any]:
         "s3_import_roots": ("bucket-a/scans", "bucket-b"),
         "import_allow_hardlinks": True,
         "allow_nonclinical_models": True,
+        "open_job_idle_s": 120,
     }
 
 
