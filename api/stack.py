@@ -116,8 +116,8 @@ class Stack:
             for m in self.models
         ]
         collector = self._spawn("collector", self._collector(), collector_env)
-        # The beat runs where the embedded one ran: with the collector's settings (its keys).
-        beat = self._spawn("beat", self._beat(), collector_env)
+        # The beat only sends task names: it holds no key (results, anchor signing).
+        beat = self._spawn("beat", self._beat(), public)
         flower = self._spawn("flower", self._flower(), self._flower_env(public))
         wait_until(self._api_ready, [api], START_TIMEOUT_S, "the API")
         wait_until(self._workers_ready, [*pools, collector, beat], START_TIMEOUT_S, "the workers")
