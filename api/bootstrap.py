@@ -19,11 +19,14 @@ def prepare(settings: Settings) -> None:
     from db.model_registry import sync_models
     from db.session import upgrade
     from pipeline.repository import ModelRepository
+    from storage.model_store import open_model_store
 
     if settings.is_sqlite:  # SQLite creates the file but not its directory
         Path(settings.database_url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
     upgrade(settings)
-    in_session(settings, lambda s: sync_models(s, ModelRepository(settings.model_root)))
+    store = open_model_store(settings)
+    store.refresh()  # an S3 repository's cards into the local mirror
+    in_session(settings, lambda s: sync_models(s, ModelRepository(store.local_root)))
 
 
 def in_session(settings: Settings, work: Callable[[Any], T]) -> T:

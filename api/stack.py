@@ -48,12 +48,16 @@ class Stack:
         api_port: int = 8000,
         flower_port: int = 5555,
         workdir: Path = Path("var/stack"),
+        local_workers: bool = True,
     ) -> None:
         self.settings = replace(settings, models=tuple(models))
         if self.settings.results_key == DEV_RESULTS_KEY:
             # A fresh key per stack: not even a local user who knows the source can sign results.
             self.settings = replace(self.settings, results_key=secrets.token_urlsafe(32))
         self.models = list(models)
+        # False: a hub (API, collector, Flower) whose inference workers run on other hosts,
+        # reaching Redis and the object store over the network (deploy/README.md).
+        self.local_workers = local_workers
         self.api_port, self.flower_port = api_port, flower_port
         self.workdir = Path(workdir).resolve()
         self.logs = self.workdir / "logs"
@@ -89,7 +93,8 @@ class Stack:
         self.stop()
 
     def start(self) -> None:
-        self._check_models()
+        if self.local_workers:  # a hub serves whatever is registered, even nothing yet
+            self._check_models()
         self.logs.mkdir(parents=True, exist_ok=True)
         for port in (self.api_port, self.flower_port):
             if port_in_use(port):
@@ -113,7 +118,7 @@ class Stack:
         api = self._spawn("api", self._gunicorn(), public)
         pools = [
             self._spawn(f"worker-{m}", self._worker(m), self._worker_env(env, m))
-            for m in self.models
+            for m in (self.models if self.local_workers else [])
         ]
         collector = self._spawn("collector", self._collector(), collector_env)
         # The beat only sends task names: it holds no key (results, anchor signing).
@@ -141,12 +146,16 @@ class Stack:
 
     def _check_models(self) -> None:
         from pipeline.repository import ModelRepository
+        from storage.model_store import open_model_store
 
-        known = ModelRepository(self.settings.model_root).names()
+        store = open_model_store(self.settings)
+        store.refresh()
+        known = ModelRepository(store.local_root).names()
         missing = [m for m in self.models if m not in known]
         if missing or not self.models:
+            where = self.settings.model_repository or self.settings.model_root
             raise StackError(
-                f"no model {', '.join(missing) or '(none given)'} in {self.settings.model_root} "
+                f"no model {', '.join(missing) or '(none given)'} in {where} "
                 f"(available: {', '.join(known) or 'none'}; build them: python -m models.build)"
             )
 
@@ -284,7 +293,8 @@ class Stack:
 
     def _node_names(self) -> set[str]:
         host = socket.gethostname()  # what Celery's %h expands to
-        return {f"infer-{m}@{host}" for m in self.models} | {f"collector@{host}"}
+        pools = self.models if self.local_workers else []
+        return {f"infer-{m}@{host}" for m in pools} | {f"collector@{host}"}
 
     def _control(self) -> Any:
         if self._control_app is None:

@@ -22,6 +22,7 @@ _TEXT = {
     **TEXT_VARS,
     **NUMBER_VARS,
     "model_root": "MEDFLOW_MODEL_ROOT",
+    "model_cache_dir": "MEDFLOW_MODEL_CACHE",
 }
 
 

@@ -37,6 +37,8 @@ TEXT_VARS = {
     "results_key": "MEDFLOW_RESULTS_KEY",
     "anchor_signing_key": "MEDFLOW_ANCHOR_SIGNING_KEY",
     "anchor_verify_key": "MEDFLOW_ANCHOR_VERIFY_KEY",
+    # Many hosts (issue 12): models from the object store.
+    "model_repository": "MEDFLOW_MODEL_REPOSITORY",
 }
 NUMBER_VARS = {
     "chunk_size": "MEDFLOW_CHUNK_SIZE",
@@ -136,6 +138,11 @@ class Settings:
     # An open job that received no image for this long is sealed by the reconciler (its
     # uploader went away); an empty one is cancelled.
     open_job_idle_s: int = 3600
+    # Many hosts (issue 12). The model repository: None means model_root (a directory); else
+    # "s3://bucket/prefix" or "file:///dir". Workers and the API mirror an S3 repository into
+    # model_cache_dir (cards on listing, graphs on first use, checked by sha256).
+    model_repository: str | None = None
+    model_cache_dir: Path = REPO_ROOT / "var" / "model-cache"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -154,6 +161,8 @@ class Settings:
                 values[attr] = _int(env, var)
         if env.get("MEDFLOW_MODEL_ROOT"):
             values["model_root"] = Path(env["MEDFLOW_MODEL_ROOT"])
+        if env.get("MEDFLOW_MODEL_CACHE"):
+            values["model_cache_dir"] = Path(env["MEDFLOW_MODEL_CACHE"])
         if env.get("MEDFLOW_MODELS"):
             values["models"] = tuple(m.strip() for m in env["MEDFLOW_MODELS"].split(",") if m)
         if env.get("MEDFLOW_IMPORT_ROOTS"):

@@ -189,8 +189,9 @@ class Job(Base):
 
     @property
     def model_ref(self) -> str:
-        """``"name:version"``: how tasks and the model cache name the job's model."""
-        return model_ref_of(self.model_name, self.model_version)
+        """``"name:version@sha256"``: how tasks name the job's model, pinned to the registry's
+        sha256 of its graph, so a worker on any host refuses a graph that differs."""
+        return f"{model_ref_of(self.model_name, self.model_version)}@{self.model_sha256}"
 
 
 class Image(Base):

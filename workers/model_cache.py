@@ -19,6 +19,7 @@ from messages.model_ref import model_ref_of
 if TYPE_CHECKING:
     from pipeline.predict import Predictor, Pseudonymize
     from pipeline.repository import ModelRepository
+    from storage.model_store import ModelStore
 
 log = logging.getLogger(__name__)
 
@@ -29,41 +30,81 @@ MAX_MODELS = 2
 
 
 class ModelCache:
-    """A small LRU of Predictors keyed by ``"name:version"``."""
+    """A small LRU of Predictors keyed by ``"name:version"``.
+
+    A ref may be pinned, ``"name:version@<sha256>"`` (what the API and the reconciler send:
+    the registry's sha256 of the graph, kept by the job); a model whose graph has another
+    sha256 is refused, so a changed object in the model repository is never served.
+    """
 
     def __init__(self, settings: Settings, max_models: int = MAX_MODELS) -> None:
         self.settings = settings
         self.max_models = max_models
         self._predictors: OrderedDict[str, Predictor] = OrderedDict()
         self._repository: ModelRepository | None = None
+        self._store: ModelStore | None = None
 
-    def resolve(self, ref: str) -> str:
-        """``"name"`` -> ``"name:<active version>"``; ``"name:version"`` is checked."""
-        return model_ref_of(*self.repository.resolve(ref))
+    def resolve(self, model_ref: str) -> str:
+        """``"name"`` -> ``"name:<active version>"``; ``"name:version"`` is checked.
+
+        A name or version this host has not seen yet refreshes the mirror of the model
+        repository once (a version registered through the API after this worker started).
+        """
+        from pipeline.errors import ModelError
+
+        ref = model_ref.partition("@")[0]
+        try:
+            name, version = self.repository.resolve(ref)
+        except ModelError:
+            self.store.refresh()
+            name, version = self.repository.resolve(ref)
+        return model_ref_of(name, version)
 
     def get(self, model_ref: str) -> Predictor:
         ref = self.resolve(model_ref)
+        expected = model_ref.partition("@")[2].lower() or None
         predictor = self._predictors.get(ref)
         if predictor is None:
-            predictor = self._load(ref)
+            predictor = self._load(ref, expected)
             self._predictors[ref] = predictor
             while len(self._predictors) > self.max_models:
                 self._predictors.popitem(last=False)
+        _check_digest(ref, predictor.model.sha256, expected)
         self._predictors.move_to_end(ref)
         return predictor
+
+    @property
+    def store(self) -> ModelStore:
+        if self._store is None:
+            from storage.model_store import open_model_store
+
+            self._store = open_model_store(self.settings)
+        return self._store
 
     @property
     def repository(self) -> ModelRepository:
         if self._repository is None:
             from pipeline.repository import ModelRepository
 
-            self._repository = ModelRepository(self.settings.model_root)
+            self._repository = ModelRepository(self.store.local_root)
         return self._repository
 
-    def _load(self, ref: str) -> Predictor:
+    def _load(self, ref: str, expected: str | None) -> Predictor:
+        from pipeline.errors import ModelError
         from pipeline.predict import Predictor
 
-        model = self.repository.load(ref)
+        name, version = ref.split(":", 1)
+        self.store.ensure(name, version)
+        try:
+            model = self.repository.load(ref)
+            _check_digest(ref, model.sha256, expected)
+        except ModelError:
+            # A cached copy that no longer checks out (a torn or stale file on this host): fetch
+            # it once more from the repository; if that fails too, the model is refused.
+            self.store.forget(name, version)
+            self.store.ensure(name, version)
+            model = self.repository.load(ref)
+            _check_digest(ref, model.sha256, expected)
         predictor = Predictor(
             model,
             self.settings.limits,
@@ -74,6 +115,16 @@ class ModelCache:
         # The pid lets an operator (and a test) see that the session lives in a pool process.
         log.info("model %s loaded in pid %d (parent %d)", ref, os.getpid(), os.getppid())
         return predictor
+
+
+def _check_digest(ref: str, actual: str, expected: str | None) -> None:
+    from pipeline.errors import ModelError
+
+    if expected is not None and actual.lower() != expected:
+        raise ModelError(
+            f"{ref}: the repository's graph has sha256 {actual}, the registry says {expected}",
+            field="sha256",
+        )
 
 
 def _pseudonymizer(secret: str) -> Pseudonymize:

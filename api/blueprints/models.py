@@ -1,18 +1,17 @@
 """Models: list every version with its card (GET), register a new version (POST, admin).
 
-A new version is written to a staging directory in the model root, loaded there with the
-repository's own rules (card against graph, sha256), and only then renamed into place, so the
-workers and the registry never see a half-written or invalid version.
+A new version is written to a staging directory, loaded there with the repository's own rules
+(card against graph, sha256), and only then published to the model repository (renamed into
+the directory, or uploaded to S3 graph first, card last), so the workers and the registry never
+see a half-written or invalid version, and a version registered through one API pod is served
+by workers on any host.
 """
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +29,13 @@ from db.models import ModelVersion, Role
 from db.session import session_scope
 from pipeline.card import ModelCard
 from pipeline.errors import ModelError
+from storage.model_store import ModelStore, ModelVersionExists, open_model_store, staged_version
 
 bp = Blueprint("models", __name__, url_prefix="/v1/models")
 
 # Names and versions become directory names: nothing that could climb out of the model root.
 SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # fullmatch: "$" passes a "\n"
 MAX_CARD_BYTES = 1024 * 1024
-STAGING_PREFIX = ".medflow-staging-"
 
 
 @bp.get("")
@@ -53,12 +52,13 @@ def register() -> tuple[dict[str, Any], int]:
     graph, card_file = _part("model.onnx"), _part("model.json")
     card_bytes = card_file.stream.read(MAX_CARD_BYTES + 1)
     card = _card(card_bytes)
-    root = services().settings.model_root
-    if (root / card.name / card.version).exists() or _known(card):
+    store = open_model_store(services().settings)
+    if (store.local_root / card.name / card.version).exists() or _known(card):
         raise _exists(card)
-    _install(root, card, graph, card_bytes)
+    _install(store, card, graph, card_bytes)
+    store.refresh()
     with session_scope(services().sessions) as session:
-        sync_models(session, _repository(root))
+        sync_models(session, _repository(store.local_root))
         row = find_model(session, card.ref)
         # The registry records the version itself; this event records who uploaded it.
         append_event(
@@ -104,24 +104,16 @@ def _card(data: bytes) -> ModelCard:
     return card
 
 
-def _install(root: Path, card: ModelCard, graph: FileStorage, card_bytes: bytes) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    # Inside the root, so the rename below stays on one filesystem (atomic). The repository
-    # never lists it: a model is <root>/<name>/<version>/model.json, one level shallower.
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
+def _install(store: ModelStore, card: ModelCard, graph: FileStorage, card_bytes: bytes) -> None:
+    staging, version_dir = staged_version(store, card.name, card.version)
     try:
-        version_dir = staging / card.name / card.version
-        version_dir.mkdir(parents=True)
         with open(version_dir / "model.onnx", "wb") as out:
             shutil.copyfileobj(graph.stream, out, 1024 * 1024)
         (version_dir / "model.json").write_bytes(card_bytes)
         _check_loads(staging, card)
-        (root / card.name).mkdir(exist_ok=True)
         try:
-            os.rename(version_dir, root / card.name / card.version)
-        except OSError as exc:
-            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise
+            store.publish(version_dir, card.name, card.version)
+        except ModelVersionExists:
             raise _exists(card) from None  # another upload of this version won the race
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -25,7 +25,14 @@ from config.settings import Settings
     type=click.Path(file_okay=False, path_type=Path),
     help="Logs and state.",
 )
-def up(model_list: str | None, port: int, flower_port: int, workdir: Path) -> None:
+@click.option(
+    "--no-workers",
+    is_flag=True,
+    help="A hub: no inference workers here (they run on other hosts, see deploy/README.md).",
+)
+def up(
+    model_list: str | None, port: int, flower_port: int, workdir: Path, no_workers: bool
+) -> None:
     """Start Redis (if none answers), the API, one worker pool per model, the collector and
     Flower; stop them all on Ctrl-C."""
     settings = Settings.from_env()
@@ -39,7 +46,12 @@ def up(model_list: str | None, port: int, flower_port: int, workdir: Path) -> No
     click.echo(f"starting MedFlow ({', '.join(models)}); logs in {workdir}/logs", err=True)
     try:
         with Stack(
-            settings, models, api_port=port, flower_port=flower_port, workdir=workdir
+            settings,
+            models,
+            api_port=port,
+            flower_port=flower_port,
+            workdir=workdir,
+            local_workers=not no_workers,
         ) as stack:
             _announce(stack)
             _wait(stack)
