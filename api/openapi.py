@@ -210,7 +210,7 @@ PATHS: dict[str, Any] = {
     },
     "/readyz": {
         "get": {
-            "summary": "Database, Redis and a worker per model queue are reachable",
+            "summary": "Database and Redis answer (per-model serving status in the body)",
             **UNAUTHENTICATED,
             "responses": {"200": _json(ref("Readiness")), "503": _json(ref("Readiness"))},
         }

@@ -135,6 +135,12 @@ SCHEMAS: dict[str, Any] = {
     },
     "Readiness": {
         "type": "object",
-        "properties": {"status": {"enum": ["ready", "not_ready"]}, "checks": OBJECT},
+        "properties": {
+            "status": {"enum": ["ready", "not_ready", "starting"]},
+            "checks": OBJECT,
+            # Per model: {"queue", "workers", "served"}; never part of readiness.
+            "models": OBJECT,
+            "age_s": {"type": "number"},
+        },
     },
 }

@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import func, select
 
 from api.extensions import services
+from api.readiness import monitor
 from db.models import Job
 from workers.queues import RESULTS_QUEUE, infer_queue
 from workers.refusals import REFUSED_COUNTER
@@ -102,6 +103,7 @@ class _StateCollector:
                 up.add_metric([source], 1 if families else 0)
                 yield from families
         yield up
+        yield from _serving_gauges(self.app)
 
     def describe(self) -> list[Any]:
         return []  # no scrape at registration time: it would query the database
@@ -131,6 +133,21 @@ def _job_gauges() -> Iterator[GaugeMetricFamily]:
     for name, value in totals.items():
         images.add_metric([name], value)
     yield from (jobs, images)
+
+
+def _serving_gauges(app: Flask) -> Iterator[GaugeMetricFamily]:
+    """Live workers per model, from the readiness thread's last snapshot (no query here)."""
+    snapshot = monitor(app).snapshot
+    workers = GaugeMetricFamily(
+        "medflow_model_workers", "Live workers consuming each model's queue", labels=["model"]
+    )
+    served = GaugeMetricFamily(
+        "medflow_model_served", "1 when at least one worker serves the model", labels=["model"]
+    )
+    for name, status in (snapshot.models if snapshot else {}).items():
+        workers.add_metric([name], status["workers"])
+        served.add_metric([name], 1 if status["served"] else 0)
+    yield from (workers, served)
 
 
 def _queue_gauges() -> Iterator[GaugeMetricFamily | CounterMetricFamily]:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import io
 import secrets
+import threading
 import time
+from collections import Counter
 from dataclasses import replace
 
 import pytest
 
+from api import readiness
 from api.app import create_app
+from api.readiness import monitor
 from tests.integration.api.conftest import MODEL, UNSERVED, sent_chunks
 from tests.integration.workers.helpers import WorkerProcess
 
@@ -19,14 +23,18 @@ def test_healthz(client):
     assert (response.status_code, response.json) == (200, {"status": "ok"})
 
 
-def test_readyz_names_the_missing_worker_queue(client):
+def test_readyz_is_ready_without_a_worker_and_names_the_unserved_model(env, client):
+    monitor(env.app).refresh()
     response = client.get("/readyz")
-    assert response.status_code == 503
+    assert response.status_code == 200, response.json
+    assert response.json["status"] == "ready"
     checks = response.json["checks"]
     assert checks["database"] == {"ok": True}
     assert checks["redis"] == {"ok": True}
-    assert checks["workers"]["ok"] is False
-    assert f"infer.{UNSERVED}" in checks["workers"]["missing"]
+    unserved = response.json["models"][UNSERVED]
+    assert unserved == {"queue": f"infer.{UNSERVED}", "workers": 0, "served": False}
+    text = client.get("/metrics").get_data(as_text=True)
+    assert f'medflow_model_served{{model="{UNSERVED}"}} 0.0' in text
 
 
 def test_readyz_reports_a_down_database_and_redis(env):
@@ -35,7 +43,9 @@ def test_readyz_reports_a_down_database_and_redis(env):
         database_url="postgresql+psycopg2://nobody@127.0.0.1:1/none",
         redis_url="redis://127.0.0.1:1/0",
     )
-    response = create_app(broken).test_client().get("/readyz")
+    app = create_app(broken)
+    monitor(app).refresh()
+    response = app.test_client().get("/readyz")
     assert response.status_code == 503
     checks = response.json["checks"]
     assert checks["database"]["ok"] is False and checks["redis"]["ok"] is False
@@ -43,27 +53,70 @@ def test_readyz_reports_a_down_database_and_redis(env):
 
 
 @pytest.mark.slow
-def test_readyz_is_ready_once_a_real_worker_consumes_each_queue(env, tmp_path):
+def test_readyz_counts_a_real_worker_once_it_consumes_the_queue(env, tmp_path):
     # A model of its own, so the worker consumes no queue that other tests read.
     model = f"health-{secrets.token_hex(4)}"
     app = create_app(replace(env.settings, models=(model,)))
+    monitor(app).refresh()
     not_yet = app.test_client().get("/readyz")
-    assert not_yet.status_code == 503
-    assert not_yet.json["checks"]["workers"]["missing"] == [f"infer.{model}"]
+    assert not_yet.status_code == 200  # ready: jobs for the model wait in its queue
+    assert not_yet.json["models"][model]["served"] is False
     worker = WorkerProcess(env.settings, tmp_path / "worker.log", model, preload=False).start()
     try:
         deadline = time.monotonic() + 60
-        while (response := app.test_client().get("/readyz")).status_code != 200:
-            assert time.monotonic() < deadline, response.json
-            time.sleep(0.5)  # the app caches the broadcast's answer for a few seconds
+        while not monitor(app).refresh().models[model]["served"]:
+            assert time.monotonic() < deadline, monitor(app).snapshot
+            time.sleep(0.5)
+        response = app.test_client().get("/readyz")
     finally:
         worker.stop()
     assert response.json["status"] == "ready"
-    assert response.json["checks"]["workers"] == {
-        "ok": True,
-        "missing": [],
-        "queues": [f"infer.{model}"],
+    assert response.json["models"][model] == {
+        "queue": f"infer.{model}",
+        "workers": 1,
+        "served": True,
     }
+
+
+def test_readyz_counts_the_workers_of_each_model(env, client, monkeypatch):
+    served = Counter({f"infer.{MODEL}": 2})
+    monkeypatch.setattr(readiness, "_workers", lambda up: ({"ok": True, "nodes": 2}, served))
+    monitor(env.app).refresh()
+    response = client.get("/readyz")
+    assert (response.status_code, response.json["status"]) == (200, "ready")
+    assert response.json["models"][MODEL] == {
+        "queue": f"infer.{MODEL}",
+        "workers": 2,
+        "served": True,
+    }
+    text = client.get("/metrics").get_data(as_text=True)
+    assert f'medflow_model_workers{{model="{MODEL}"}} 2.0' in text
+    assert f'medflow_model_served{{model="{MODEL}"}} 1.0' in text
+
+
+def test_readyz_answers_within_50_ms_while_the_workers_take_seconds_to_answer(
+    env, client, monkeypatch
+):
+    monitor(env.app).refresh()
+    hung = threading.Event()
+
+    def slow_workers(up):
+        hung.set()
+        time.sleep(2.0)  # a broadcast nobody answers in time, a slow broker
+        return {"ok": True, "nodes": 0}, Counter()
+
+    monkeypatch.setattr(readiness, "_workers", slow_workers)
+    monkeypatch.setattr(readiness, "REFRESH_S", 0.0)
+    app_monitor = monitor(env.app)  # its thread now refreshes back to back, each taking 2 s
+    assert hung.wait(10)
+    slowest = 0.0
+    for _ in range(20):
+        started = time.perf_counter()
+        response = client.get("/readyz")
+        slowest = max(slowest, time.perf_counter() - started)
+        assert response.status_code == 200
+    assert slowest < 0.050, f"slowest /readyz took {slowest * 1000:.1f} ms"
+    assert app_monitor.snapshot is not None
 
 
 def test_metrics_counts_requests_jobs_images_and_queues(client, keys, make_job, redis_client):
