@@ -8,7 +8,7 @@ import redis
 from flask import Flask, Response
 from sqlalchemy.exc import OperationalError
 
-from api import auth, extensions, input_guard
+from api import auth, extensions, input_guard, request_id
 from api.blueprints import audit, health, job_read, job_submit, metrics, models
 from api.errors import ApiError, handle_api_error, register_error_handlers
 from api.openapi import bp as openapi_bp
@@ -27,6 +27,7 @@ def create_app(settings: Settings, celery: Any | None = None) -> Flask:
     app.request_class = UploadRequest
     input_guard.init_app(app)  # first: nothing else reads the request before it
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the serialisers' order
+    request_id.init_app(app)  # first: a request refused early still gets and returns its id
     extensions.init_app(app, settings, celery, rate_key=auth.rate_limit_key)
     metrics.init_app(app)
     for module in BLUEPRINTS:

@@ -37,6 +37,8 @@ ADMIN_KEY_NAME = "medflow-up admin"
 # (db.session.POOL_SIZE must cover them) and its Redis pools. deploy/ uses the same figures.
 API_WORKERS = 2
 API_THREADS = 8
+GUNICORN_CONFIG = "python:api.gunicorn_conf"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class Stack:
@@ -66,6 +68,7 @@ class Stack:
         self.redis: Child | None = None  # set only when this stack started the server
         self.children: list[Child] = []
         self._control_app: Any = None  # a Celery app for pings, made once Redis is known
+        self.metrics_urls: dict[str, str] = {}  # a worker pool's or the collector's /metrics
 
     @property
     def api_url(self) -> str:
@@ -214,9 +217,23 @@ class Stack:
     # Processes --------------------------------------------------------------------------------
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
+        if name != "flower":  # Flower keeps its own (single-process) metrics
+            env = {**env, MULTIPROC_ENV: str(self._metrics_dir(name))}
+        if name not in ("api", "flower"):  # Celery workers serve their own metrics
+            port = free_port()
+            env["MEDFLOW_METRICS_PORT"] = str(port)
+            self.metrics_urls[name] = f"http://127.0.0.1:{port}/metrics"
         child = Child(name, argv, env, self.logs / f"{name}.log").start()
         self.children.append(child)
         return child
+
+    def _metrics_dir(self, name: str) -> Path:
+        # Prometheus multiprocess files of one service; emptied at start (a previous run's
+        # counters would otherwise be added to this one's).
+        directory = self.workdir / "metrics" / name
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        return directory
 
     def _env(self) -> dict[str, str]:
         env = {**os.environ, **settings_to_env(self.settings), "PYTHONUNBUFFERED": "1"}
@@ -238,6 +255,7 @@ class Stack:
     def _gunicorn(self) -> list[str]:
         bind = f"127.0.0.1:{self.api_port}"
         flags = [*gunicorn_workers(), "--graceful-timeout", "5", "--timeout", "300"]
+        flags += ["--config", GUNICORN_CONFIG]
         # gunicorn's default control socket is one per user (~/.gunicorn/gunicorn.ctl): two
         # stacks at once (`medflow up` and the tests) would silently take it from each other.
         flags += ["--control-socket", str(self.workdir / "gunicorn.ctl")]
@@ -245,7 +263,9 @@ class Stack:
 
     def _celery(self, *args: str, app: str = "workers.main") -> list[str]:
         # -E: task events for Flower; prefetch 1 matches worker_prefetch_multiplier (app.py).
-        worker = ["-E", "--prefetch-multiplier", "1", "--loglevel", "INFO"]
+        level = self.settings.log_level  # the same level as the API (MEDFLOW_LOG_LEVEL)
+        # --quiet: no start-up banner, so every line of the log is one JSON object.
+        worker = ["-E", "--prefetch-multiplier", "1", "--loglevel", level, "--quiet"]
         flags = worker if args[0] == "worker" else []
         return [sys.executable, "-m", "celery", "-A", app, *args, *flags]
 

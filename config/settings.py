@@ -39,6 +39,10 @@ TEXT_VARS = {
     "anchor_verify_key": "MEDFLOW_ANCHOR_VERIFY_KEY",
     # Many hosts (issue 12): models from the object store.
     "model_repository": "MEDFLOW_MODEL_REPOSITORY",
+    "metrics_address": "MEDFLOW_METRICS_ADDRESS",
+    "metrics_token": "MEDFLOW_METRICS_TOKEN",
+    "log_level": "MEDFLOW_LOG_LEVEL",
+    "log_format": "MEDFLOW_LOG_FORMAT",
 }
 NUMBER_VARS = {
     "chunk_size": "MEDFLOW_CHUNK_SIZE",
@@ -61,6 +65,8 @@ NUMBER_VARS = {
     "anchor_interval_s": "MEDFLOW_ANCHOR_INTERVAL_S",
     # Abandoned uploads end (issue 13)
     "open_job_idle_s": "MEDFLOW_OPEN_JOB_IDLE_S",
+    # Many hosts (issue 12): a worker's or the collector's own metrics endpoint (0: none).
+    "metrics_port": "MEDFLOW_METRICS_PORT",
 }
 LIMIT_VARS = {
     "max_bytes": "MEDFLOW_MAX_IMAGE_BYTES",
@@ -143,6 +149,15 @@ class Settings:
     # model_cache_dir (cards on listing, graphs on first use, checked by sha256).
     model_repository: str | None = None
     model_cache_dir: Path = REPO_ROOT / "var" / "model-cache"
+    # Workers and the collector serve their metrics on this port (0: not at all), and the
+    # API's /metrics asks for "Authorization: Bearer <metrics_token>" when one is set: both
+    # reveal internals (queues, models, failure rates), so they are internal endpoints.
+    metrics_port: int = 0
+    metrics_address: str = "127.0.0.1"
+    metrics_token: str | None = None
+    # Every process logs at this level, one JSON object per line ("json") or as text ("text").
+    log_level: str = "INFO"
+    log_format: str = "json"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -192,6 +207,8 @@ class Settings:
             raise SettingsError("MEDFLOW_CHUNK_SIZE must be >= 1")
         if self.max_attempts < 1:
             raise SettingsError("MEDFLOW_MAX_ATTEMPTS must be >= 1")
+        if self.log_format not in ("json", "text"):
+            raise SettingsError("MEDFLOW_LOG_FORMAT must be json or text")
         if self.visibility_timeout_s <= self.chunk_time_limit_s:
             raise SettingsError("MEDFLOW_VISIBILITY_TIMEOUT_S must exceed the chunk time limit")
         if self.chunk_start_limit < 1 or self.image_time_limit_s < 2:

@@ -50,27 +50,34 @@ class PhiRedactingFilter(logging.Filter):
         return True
 
 
-def configure_logging(settings: Settings, level: int | str = logging.INFO) -> None:
-    """Install the filter on every handler, with a concise format (idempotent).
+def configure_logging(settings: Settings, level: int | str | None = None) -> None:
+    """Install the filter on every handler, and the format of ``settings.log_format`` (idempotent).
 
-    Called by the API app factory and the Celery worker start-up, never at import time.
+    Called by the API's WSGI entry point and the Celery worker start-up, never at import time.
     Handlers of other loggers get the filter too: Celery's task logger does not propagate to
     the root, and a filter on a logger (unlike one on a handler) misses its child loggers.
-    Handlers that already have a formatter (Celery's) keep it. ``settings`` is taken so that
-    both callers pass the same object; no setting changes the logging today.
+    With ``log_format == "json"`` (the default) every handler writes one JSON object per line
+    (privacy.log_format), Celery's included; with "text", handlers that already have a
+    formatter (Celery's) keep it. The level is ``settings.log_level`` unless one is given.
     """
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.StreamHandler())
-    root.setLevel(level)
+    root.setLevel(level if level is not None else settings.log_level.upper())
     others = (x for x in root.manager.loggerDict.values() if isinstance(x, logging.Logger))
+    as_json = settings.log_format == "json"
     for logger in (root, *others):
         for handler in logger.handlers:
-            _install(handler)
+            _install(handler, as_json)
 
 
-def _install(handler: logging.Handler) -> None:
+def _install(handler: logging.Handler, as_json: bool) -> None:
+    from privacy.log_format import JsonFormatter
+
     if not any(isinstance(f, PhiRedactingFilter) for f in handler.filters):
         handler.addFilter(PhiRedactingFilter())
-    if handler.formatter is None:
+    if as_json:
+        if not isinstance(handler.formatter, JsonFormatter):
+            handler.setFormatter(JsonFormatter())
+    elif handler.formatter is None:
         handler.setFormatter(logging.Formatter(LOG_FORMAT))

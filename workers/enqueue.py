@@ -8,6 +8,7 @@ of the transaction that created the image rows (otherwise a fast worker may outr
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -16,6 +17,8 @@ from celery import Celery
 from workers.queues import infer_queue, model_name_of
 
 INFER_TASK = "medflow.infer_chunk"
+# When the chunk was sent (epoch seconds): the worker reports how long it waited in the queue.
+SENT_AT_HEADER = "medflow_sent_at"
 
 
 class ImageLike(Protocol):
@@ -40,7 +43,11 @@ def enqueue_images(
     with celery.producer_or_acquire() as producer:
         for chunk in chunked((_item(image) for image in images), chunk_size):
             celery.send_task(
-                INFER_TASK, args=[job_id, model_ref, chunk], queue=queue, producer=producer
+                INFER_TASK,
+                args=[job_id, model_ref, chunk],
+                queue=queue,
+                producer=producer,
+                headers={SENT_AT_HEADER: time.time()},
             )
             sent += 1
     return sent

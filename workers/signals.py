@@ -9,7 +9,13 @@ import logging
 from typing import Any
 
 from celery import current_app
-from celery.signals import after_setup_task_logger, worker_process_init
+from celery.signals import (
+    after_setup_task_logger,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+)
 
 from workers import model_cache
 from workers.app import settings_of
@@ -39,3 +45,42 @@ def load_worker_model(**_: Any) -> None:
         return
     if ref is None:  # the collector, or a worker started by hand without a model
         log.debug("no %s set: models load on first use", model_cache.WORKER_MODEL_ENV)
+
+
+@worker_init.connect
+def serve_worker_metrics(**_: Any) -> None:
+    """The worker's parent serves its pool's metrics (summed over processes) when configured."""
+    from workers.metrics import serve_metrics
+
+    settings = settings_of(current_app)
+    serve_metrics(settings.metrics_port, settings.metrics_address)
+
+
+_log_tokens: dict[str, Any] = {}  # task id -> the log context token to reset after the task
+
+
+@task_prerun.connect
+def bind_task_log_context(task_id: str, task: Any, args: Any = (), **_: Any) -> None:
+    """Every line a task logs carries its task id, its name and its job id."""
+    from privacy.log_format import bind
+
+    _log_tokens[task_id] = bind(task_id=task_id, task=task.name, job_id=_job_id(args))
+
+
+@task_postrun.connect
+def unbind_task_log_context(task_id: str, **_: Any) -> None:
+    from privacy.log_format import reset
+
+    token = _log_tokens.pop(task_id, None)
+    if token is not None:
+        reset(token)
+
+
+def _job_id(args: Any) -> str | None:
+    # infer_chunk(job_id, ...) and collect({"job_id": ...}): ids only, never image contents.
+    first = args[0] if args else None
+    if isinstance(first, str):
+        return first
+    if isinstance(first, dict) and isinstance(first.get("job_id"), str):
+        return str(first["job_id"])
+    return None

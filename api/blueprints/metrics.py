@@ -1,15 +1,21 @@
-"""GET /metrics: Prometheus text format, unauthenticated.
+"""GET /metrics: Prometheus text format; with ``MEDFLOW_METRICS_TOKEN`` set, only for a bearer
+of that token (the metrics are internals).
 
-Labels are bounded: route templates (``/v1/jobs/<job_id>``, never a job id), statuses and queue
-names. Nothing about an image or a patient appears here. Request counters are per process (run
-Prometheus against each gunicorn worker, or read the job and queue gauges, which come from
-Postgres and Redis and agree across processes).
+Labels are bounded: route templates (``/v1/jobs/<job_id>``, never a job id), statuses, model
+and queue names. Nothing about an image or a patient appears here. Under gunicorn the request
+counters run in Prometheus multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set before the
+workers start): each process writes its own file and a scrape sums them all, so a counter
+never goes backwards whichever process answers. Job, image and queue gauges come from
+Postgres and Redis at scrape time; serving gauges from the readiness thread's snapshot.
 """
 
 from __future__ import annotations
 
+import hmac
+import os
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
@@ -21,17 +27,20 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from sqlalchemy import func, select
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import func, select, type_coerce
 
+from api.errors import ApiError
 from api.extensions import services
 from api.readiness import monitor
-from db.models import Job
+from db.models import Image, ImageStatus, Job, UTCDateTime
 from workers.queues import RESULTS_QUEUE, infer_queue
 from workers.refusals import REFUSED_COUNTER
 
 bp = Blueprint("metrics", __name__)
 
 REGISTRY_KEY = "medflow.metrics"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class _Metrics:
@@ -51,7 +60,19 @@ class _Metrics:
             ["endpoint"],
             registry=self.registry,
         )
-        self.registry.register(_StateCollector(app))
+        self.state = _StateCollector(app)
+        self.registry.register(self.state)
+
+    def scrape_registry(self) -> CollectorRegistry:
+        """Under gunicorn (multiprocess mode) the sum over every worker process's files, so a
+        counter never goes backwards from one scrape to the next whichever process answers."""
+        directory = os.environ.get(MULTIPROC_ENV)
+        if not directory:
+            return self.registry
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=directory)
+        registry.register(self.state)
+        return registry
 
 
 def init_app(app: Flask) -> None:
@@ -80,8 +101,17 @@ def _app_metrics() -> _Metrics:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    body = generate_latest(_app_metrics().registry)
+    token = services().settings.metrics_token
+    if token and not _bearer_matches(token):
+        # Queue names, models and failure rates are internals: only the scraper may read them.
+        raise ApiError("UNAUTHENTICATED", "the metrics token is required", 401)
+    body = generate_latest(_app_metrics().scrape_registry())
     return Response(body, mimetype=CONTENT_TYPE_LATEST)
+
+
+def _bearer_matches(token: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode())
 
 
 class _StateCollector:
@@ -133,6 +163,33 @@ def _job_gauges() -> Iterator[GaugeMetricFamily]:
     for name, value in totals.items():
         images.add_metric([name], value)
     yield from (jobs, images)
+    yield from _pending_gauges()
+
+
+def _pending_gauges() -> Iterator[GaugeMetricFamily]:
+    """Images waiting for a result per model, and how long the oldest has waited since it was
+    sent (uses the index on images (status, enqueued_at))."""
+    depth = GaugeMetricFamily(
+        "medflow_pending_images", "Images waiting for a result, per model", labels=["model"]
+    )
+    oldest = GaugeMetricFamily(
+        "medflow_oldest_pending_seconds",
+        "Seconds since the oldest image still waiting for a result was sent, per model",
+        labels=["model"],
+    )
+    first_sent = type_coerce(func.min(Image.enqueued_at), UTCDateTime())
+    query = (
+        select(Job.model_name, func.count(Image.id), first_sent)
+        .join(Job, Image.job_id == Job.id)
+        .where(Image.status == ImageStatus.PENDING)
+        .group_by(Job.model_name)
+    )
+    now = datetime.now(UTC)
+    with services().sessions() as session:
+        for model, count, sent in session.execute(query):
+            depth.add_metric([model], count)
+            oldest.add_metric([model], (now - sent).total_seconds() if sent else 0.0)
+    yield from (depth, oldest)
 
 
 def _serving_gauges(app: Flask) -> Iterator[GaugeMetricFamily]:

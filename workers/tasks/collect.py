@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from config.settings import Settings
 from messages.chunk_results import ChunkResults
 from messages.scored_image import ScoredImage
-from workers import db_sessions, resources
+from workers import db_sessions, metrics, resources
 from workers.app import settings_of
 from workers.chunk_ledger import mark_final
 from workers.queues import RESULTS_QUEUE
@@ -55,7 +55,9 @@ def collect(self: Task, message: dict[str, Any]) -> int:
         images = owner_pseudonyms(session, chunk.job_id, chunk.images, settings.secret_key)
         written = record_results(session, chunk.job_id, images)
         finished = written > 0 and job_finished(session, chunk.job_id)
+        closed = _closed_now(session, chunk.job_id, written)
     note_final(settings, chunk)
+    _observe(written, closed)
     log.info("collected %d results, %d written", len(chunk.images), written)
     if finished:  # anchor the chain at every job's end, after the commit above
         self.app.send_task(ANCHOR_TASK, queue=RESULTS_QUEUE)
@@ -93,3 +95,23 @@ def job_finished(session: Any, job_id: str) -> bool:
 
     job = session.get(Job, job_id)  # in the session already: record_results loaded it
     return job is not None and job.status in FINAL_JOB_STATUSES
+
+
+def _closed_now(session: Any, job_id: str, written: int) -> tuple[str, float] | None:
+    """(model, seconds from creation to close) if this chunk finished the job, else None."""
+    from db.models import Job
+
+    if not written:
+        return None
+    job = session.get(Job, job_id)  # already in the session: record_results loaded it
+    if job is None or not job.status.is_final or job.finished_at is None:
+        return None  # a job that was final before took no results, so it closed just now
+    return job.model_name, max(0.0, (job.finished_at - job.created_at).total_seconds())
+
+
+def _observe(written: int, closed: tuple[str, float] | None) -> None:
+    # Counted after the commit: a rolled-back transaction wrote nothing.
+    metrics.RESULTS_WRITTEN.inc(written)
+    metrics.AUDIT_APPENDS.inc(written + (1 if closed is not None else 0))
+    if closed is not None:
+        metrics.JOB_SECONDS.labels(closed[0]).observe(closed[1])

@@ -23,11 +23,11 @@ from messages.scored_image import ScoredImage
 from messages.signing import sign_chunk
 from pipeline.errors import ErrorCode
 from pipeline.result import FAILED, ImageResult
-from workers import fault_hooks, model_cache, resources
+from workers import fault_hooks, metrics, model_cache, resources
 from workers.app import image_time_limits, settings_of
 from workers.cancel import is_cancelled
 from workers.chunk_ledger import count_start, forget_starts, not_final
-from workers.enqueue import INFER_TASK
+from workers.enqueue import INFER_TASK, SENT_AT_HEADER
 from workers.queues import RESULTS_QUEUE, infer_queue, model_name_of
 
 if TYPE_CHECKING:  # onnxruntime must not load in the worker's parent process (not fork-safe)
@@ -73,7 +73,8 @@ def infer_chunk(self: Task, job_id: str, model_ref: str, items: list[list[Any]])
         code = ErrorCode.WORKER_CRASHED
         abandon(self.app, self.request.id, job_id, model_ref, todo, code, starts - 1)
         return
-    sender = BatchSender(self, job_id)
+    _observe_wait(model_name_of(model_ref), self.request.get(SENT_AT_HEADER))
+    sender = BatchSender(self, job_id, model_name_of(model_ref))
     started = time.perf_counter()
     try:
         run_chunk(settings, model_ref, todo, sender.send)
@@ -91,14 +92,21 @@ class BatchSender:
     """Sends each model batch's results to the collector as soon as they exist, so the images
     done before one that hangs or kills the process are not lost with it."""
 
-    def __init__(self, task: Task, job_id: str) -> None:
+    def __init__(self, task: Task, job_id: str, model: str) -> None:
         self.app, self.chunk_id, self.job_id = task.app, str(task.request.id), job_id
+        self.model = model
         self.sent: set[int] = set()
         self.failed = 0
 
     def send(self, results: list[ScoredImage]) -> None:
         send_results(self.app, self.chunk_id, self.job_id, results)
         self.sent.update(result.image_id for result in results)
+        metrics.observe_images(self.model, results)
+        for result in results:
+            if result.status == FAILED:
+                # The id and the code only: an error message may quote the image's header.
+                extra = {"image_id": result.image_id, "error_code": str(result.error_code)}
+                log.warning("image %d failed: %s", result.image_id, result.error_code, extra=extra)
         self.failed += sum(result.status == FAILED for result in results)
 
 
@@ -151,6 +159,16 @@ def isolate(app: Celery, job_id: str, model_ref: str, items: list[tuple[int, str
                 time_limit=hard,
             )
     log.warning("chunk split: %d images retried one at a time", len(items))
+
+
+def _observe_wait(model: str, sent_at: Any) -> None:
+    # Wall clocks of two hosts: a skew shows up here (a negative wait is dropped, not counted).
+    try:
+        waited = time.time() - float(sent_at)
+    except (TypeError, ValueError):
+        return  # sent without the header (by hand, or by an older API)
+    if waited >= 0:
+        metrics.QUEUE_WAIT.labels(model).observe(waited)
 
 
 def run_chunk(

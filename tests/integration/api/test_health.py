@@ -141,3 +141,20 @@ def test_metrics_counts_requests_jobs_images_and_queues(client, keys, make_job, 
     assert 'medflow_metrics_source_up{source="database"} 1.0' in text
     # No job ids, refs or file names in any label.
     assert job.id not in text and "DOE" not in text
+
+
+def test_metrics_behind_a_token_when_one_is_set(env):
+    app = create_app(replace(env.settings, metrics_token="scrape-token-0123456789"))
+    client = app.test_client()
+    assert client.get("/metrics").status_code == 401
+    wrong = client.get("/metrics", headers={"Authorization": "Bearer not-the-token"})
+    assert wrong.status_code == 401
+    right = client.get("/metrics", headers={"Authorization": "Bearer scrape-token-0123456789"})
+    assert right.status_code == 200 and "medflow_http_requests_total" in right.get_data(True)
+
+
+def test_a_request_id_is_taken_or_made_and_returned(client):
+    given = client.get("/healthz", headers={"X-Request-Id": "trace-0123456789"})
+    assert given.headers["X-Request-Id"] == "trace-0123456789"
+    made = client.get("/healthz", headers={"X-Request-Id": "bad id <script>"})
+    assert len(made.headers["X-Request-Id"]) == 32 and "bad" not in made.headers["X-Request-Id"]

@@ -40,7 +40,8 @@ def test_multipart_submission_stores_seals_and_enqueues(client, keys, redis_clie
     chunks = sent_chunks(redis_client)
     assert [c["task"] for c in chunks] == ["medflow.infer_chunk"] * 2  # chunk_size=2
     sent = [item for c in chunks for item in c["args"][2]]
-    assert all(c["args"][:2] == [body["id"], f"{MODEL}:1"] for c in chunks)
+    pinned = f"{MODEL}:1@{job_sha256(sessions, body['id'])}"
+    assert all(c["args"][:2] == [body["id"], pinned] for c in chunks)
     with session_scope(sessions) as session:
         images = session.scalars(select(Image).order_by(Image.position)).all()
         assert [[i.id, i.blob_key] for i in images] == sent
@@ -231,3 +232,9 @@ def test_json_images_fill_an_open_job(client, keys, api_settings, redis_client):
     assert added.json["counts"]["total"] == 1
     assert client.post(f"{opened['url']}/seal", headers=auth).status_code == 200
     assert len(sent_chunks(redis_client)) == 1
+
+
+def job_sha256(sessions: Any, job_id: str) -> str:
+    """The registry's sha256 the job keeps: its chunks name the model pinned to it."""
+    with session_scope(sessions) as session:
+        return str(session.get(Job, job_id).model_sha256)
