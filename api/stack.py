@@ -264,10 +264,10 @@ class Stack:
     def _celery(self, *args: str, app: str = "workers.main") -> list[str]:
         # -E: task events for Flower; prefetch 1 matches worker_prefetch_multiplier (app.py).
         level = self.settings.log_level  # the same level as the API (MEDFLOW_LOG_LEVEL)
-        # --quiet: no start-up banner, so every line of the log is one JSON object.
-        worker = ["-E", "--prefetch-multiplier", "1", "--loglevel", level, "--quiet"]
+        worker = ["-E", "--prefetch-multiplier", "1", "--loglevel", level]
         flags = worker if args[0] == "worker" else []
-        return [sys.executable, "-m", "celery", "-A", app, *args, *flags]
+        # --quiet: no start-up banner, so every line of a worker's log is one JSON object.
+        return [sys.executable, "-m", "celery", "-A", app, "--quiet", *args, *flags]
 
     def _worker(self, model: str) -> list[str]:
         from workers.queues import infer_queue
