@@ -292,7 +292,9 @@ class Stack:
         return self._celery(*argv, app="workers.collector")
 
     def _flower(self) -> list[str]:
-        return self._celery("flower", "--address=127.0.0.1", f"--port={self.flower_port}")
+        # The deployment's own config: read-only, every queue listed (workers/flower_setup.py).
+        conf = f"--conf={PROJECT_ROOT / 'deploy' / 'flowerconfig.py'}"
+        return self._celery("flower", conf, "--address=127.0.0.1", f"--port={self.flower_port}")
 
     # Readiness --------------------------------------------------------------------------------
 

@@ -1,11 +1,13 @@
 """Flower settings: ``celery -A workers.main flower --conf=deploy/flowerconfig.py``.
 
-Flower can revoke tasks and shut workers down, so it never runs without authentication: the
-credentials come from FLOWER_BASIC_AUTH ("user:password", from a secret) and start-up fails
-without them.
+Flower never runs without authentication: the credentials come from FLOWER_BASIC_AUTH
+("user:password", from a secret) and start-up fails without them. It is read-only unless
+MEDFLOW_FLOWER_WRITE=1 (workers/flower_setup.py), and lists every model's queue from the start.
 """
 
 import os
+
+from workers.flower_setup import configure_flower
 
 basic_auth = [os.environ["FLOWER_BASIC_AUTH"]]
 address = os.environ.get("FLOWER_ADDRESS", "0.0.0.0")
@@ -17,3 +19,5 @@ max_tasks = 10000
 enable_events = True
 # Forget workers that scaled away (seconds), instead of listing them offline forever.
 purge_offline_workers = 600
+
+configure_flower()

