@@ -8,7 +8,7 @@ MODELS := models/.built-stamp
 PACKAGES := pipeline config messages privacy storage db workers intake api
 
 .DEFAULT_GOAL := help
-.PHONY: help install models demo test test-unit faults lint format bench bench-pipeline up clean
+.PHONY: help install models demo test test-unit faults lint format bench bench-pipeline up image clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -61,6 +61,12 @@ bench-pipeline: $(MODELS) ## image side only: decode + preprocess ms per format,
 
 up: $(MODELS) ## the whole stack on this machine (Ctrl-C stops it)
 	$(BIN)/medflow up
+
+IMAGE ?= medflow:0.1.0
+ENGINE ?= $(shell command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 && echo docker || echo podman)
+
+image: ## build the container image (docker, else podman; BASE=... to use another base image)
+	$(ENGINE) build -f deploy/Dockerfile -t $(IMAGE) $(if $(BASE),--build-arg BASE=$(BASE)) .
 
 clean: ## remove the venv, built models and local state
 	rm -rf $(VENV) var models/*/[0-9]* $(MODELS)

