@@ -7,7 +7,9 @@ import importlib
 import click
 
 # Subcommand modules, each exposing a click command (or group) named like the module.
-COMMANDS = ("predict", "up", "submit", "status", "results", "models", "keys", "audit", "db")
+COMMANDS = (
+    "predict", "up", "submit", "status", "cancel", "results", "models", "keys", "audit", "db",
+)  # fmt: skip
 
 
 @click.group()

@@ -115,6 +115,10 @@ SCHEMAS: dict[str, Any] = {
             "active": {"type": "boolean"},
             "sha256": {"type": "string"},
             "card": OBJECT,
+            # Live workers consuming the model's queue, from the readiness thread's last look
+            # (null before its first one).
+            "workers": {"type": ["integer", "null"]},
+            "served": {"type": ["boolean", "null"]},
         },
     },
     "ChainReport": {

@@ -15,13 +15,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint, current_app, request
 from sqlalchemy import select
 from werkzeug.datastructures import FileStorage
 
 from api.auth import caller, require
 from api.errors import ApiError
 from api.extensions import services
+from api.readiness import monitor
 from api.serialize import model_item
 from db.audit import append_event
 from db.model_registry import find_model, sync_models
@@ -42,8 +43,15 @@ MAX_CARD_BYTES = 1024 * 1024
 @require(Role.SUBMITTER, Role.OPERATOR, Role.ADMIN)
 def index() -> dict[str, Any]:
     query = select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version)
+    snapshot = monitor(current_app._get_current_object()).snapshot  # type: ignore[attr-defined]
+    serving = snapshot.models if snapshot is not None else {}
     with session_scope(services().sessions) as session:
-        return {"items": [model_item(row) for row in session.scalars(query)]}
+        items = [model_item(row) for row in session.scalars(query)]
+    for item in items:
+        status = serving.get(item["name"])
+        item["workers"] = status["workers"] if status else None
+        item["served"] = status["served"] if status else None
+    return {"items": items}
 
 
 @bp.post("")

@@ -43,10 +43,15 @@ def counts(job: dict[str, Any]) -> dict[str, int]:
 
 def describe(job: dict[str, Any]) -> str:
     c = counts(job)
-    return (
-        f"job {job.get('id')}  {job.get('status')}  model {_model(job)}  "
+    created = str(job.get("created_at") or "?").replace("T", " ")[:19]
+    line = (
+        f"job {job.get('id')}  {job.get('status')}  created {created}  model {_model(job)}  "
         f"{c['succeeded']} ok, {c['failed']} failed, {c['cancelled']} cancelled of {c['total']}"
     )
+    if c["failed"]:
+        # Where a new user finds out why: each failed image's error code and message.
+        line += f"\n  failures: medflow results {job.get('id')} --failed"
+    return line
 
 
 def _model(job: dict[str, Any]) -> str:

@@ -21,9 +21,21 @@ from api.commands.remote import client_options
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout."
 )
+@click.option(
+    "--failed", "failed_only", is_flag=True, help="Only the failed images: name, code, why."
+)
 @client_options
-def results(client: MedflowClient, job_id: str, fmt: str, out: Path | None) -> None:
+def results(
+    client: MedflowClient, job_id: str, fmt: str, out: Path | None, failed_only: bool
+) -> None:
     """Download a job's results (one row per image, in submission order)."""
+    if failed_only:
+        for item in client.iter_results(job_id):
+            if item.get("status") == "failed":
+                click.echo(
+                    f"{item.get('ref')}\t{item.get('error_code')}\t{item.get('error_message')}"
+                )
+        return
     with open(out, "wb") if out else contextlib.nullcontext(sys.stdout.buffer) as handle:
         if fmt == "csv":
             client.results_csv(job_id, handle)

@@ -56,9 +56,13 @@ def submit(
 
     503s and dropped connections are retried with backoff; if the command still stops
     mid-upload, run it again with ``--resume JOB`` (the job id it printed)."""
-    files = expand(paths)
+    files, skipped = expand(paths)
+    if skipped:
+        names = ", ".join(path.name for path in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+        noun = "file that is not an image" if len(skipped) == 1 else "files that are not images"
+        click.echo(f"skipped {len(skipped)} {noun}: {names}", err=True)
     if not files:
-        raise click.UsageError("no files found under the given paths")
+        raise click.UsageError("no image files found under the given paths")
     job_id = resume(client, resume_job, files) if resume_job else open_new(client, model)
     if files:
         upload(client, job_id, files, batch_mb * MIB)
@@ -93,18 +97,45 @@ def resume(client: MedflowClient, job_id: str, files: list[Path]) -> str:
     return job_id
 
 
-def expand(paths: Iterable[Path]) -> list[Path]:
-    """Files as given, and every non-hidden file under each directory (sorted, no duplicates)."""
+def expand(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
+    """(files to send, files skipped): files as given, and every non-hidden file under each
+    directory (sorted, no duplicates) that is an image. A file in a directory that is neither
+    DICOM, PNG nor JPEG by its first bytes and has no image extension (a ``ground_truth.csv``
+    beside the scans) is skipped; an empty or broken ``.dcm`` is sent, and fails with its code."""
     found: dict[Path, None] = {}
+    skipped: list[Path] = []
     for path in paths:
         if path.is_dir():
             for item in sorted(path.rglob("*")):
                 hidden = any(part.startswith(".") for part in item.relative_to(path).parts)
-                if item.is_file() and not hidden:
+                if not item.is_file() or hidden:
+                    continue
+                if looks_like_image(item):
                     found[item] = None
+                else:
+                    skipped.append(item)
         elif path.is_file():
             found[path] = None
-    return list(found)
+    return list(found), skipped
+
+
+IMAGE_SUFFIXES = {".dcm", ".dicom", ".png", ".jpg", ".jpeg"}
+SNIFF_BYTES = 4096
+
+
+def looks_like_image(path: Path) -> bool:
+    from pipeline.errors import ErrorCode, ImageError
+    from pipeline.sniff import sniff_format
+
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    with open(path, "rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    try:
+        sniff_format(head)
+    except ImageError as exc:
+        return exc.code != ErrorCode.UNKNOWN_FORMAT  # empty: sent, and reported as EMPTY_FILE
+    return True
 
 
 def upload(client: MedflowClient, job_id: str, files: list[Path], batch_bytes: int) -> None:

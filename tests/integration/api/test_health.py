@@ -78,7 +78,7 @@ def test_readyz_counts_a_real_worker_once_it_consumes_the_queue(env, tmp_path):
     }
 
 
-def test_readyz_counts_the_workers_of_each_model(env, client, monkeypatch):
+def test_readyz_counts_the_workers_of_each_model(env, client, keys, monkeypatch):
     served = Counter({f"infer.{MODEL}": 2})
     monkeypatch.setattr(readiness, "_workers", lambda up: ({"ok": True, "nodes": 2}, served))
     monitor(env.app).refresh()
@@ -92,6 +92,8 @@ def test_readyz_counts_the_workers_of_each_model(env, client, monkeypatch):
     text = client.get("/metrics").get_data(as_text=True)
     assert f'medflow_model_workers{{model="{MODEL}"}} 2.0' in text
     assert f'medflow_model_served{{model="{MODEL}"}} 1.0' in text
+    listed = client.get("/v1/models", headers=keys.auth("submitter")).json["items"]
+    assert {(m["name"], m["workers"], m["served"]) for m in listed} >= {(MODEL, 2, True)}
 
 
 def test_readyz_answers_within_50_ms_while_the_workers_take_seconds_to_answer(
