@@ -6,6 +6,7 @@ Called from deploy/flowerconfig.py, which Flower executes before it builds its a
   pool restart/grow/shrink/autoscale, queue consumers) are removed from Flower's routes unless
   ``MEDFLOW_FLOWER_WRITE=1``: anyone with Flower's password could otherwise put work on the
   queues or stop the workers. Its UI buttons post to these same routes, so they fail (404).
+- Its log lines are JSON, like every other process's.
 - The broker page lists the queues of the workers Flower has already asked about; before an
   operator opens the workers page that is only the default queue. Every model's queue and the
   results queue are listed from the start instead.
@@ -39,6 +40,22 @@ def configure_flower(environ: dict[str, str] | None = None) -> None:
 
         urls.handlers[:] = [h for h in urls.handlers if not is_write_route(_pattern(h))]
     _list_every_queue(medflow_queues(env))
+    _json_logs_after_tornado()
+
+
+def _json_logs_after_tornado() -> None:
+    """Flower logs through tornado, which installs its own formatter once the options are
+    parsed; a parse callback registered now runs after it and gives every handler the PHI
+    filter and MedFlow's format (JSON lines, like every other process)."""
+    from tornado.options import add_parse_callback
+
+    def configure() -> None:
+        from config.settings import Settings
+        from privacy.phi import configure_logging
+
+        configure_logging(Settings.from_env())
+
+    add_parse_callback(configure)
 
 
 def is_write_route(pattern: str) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.e2e.harness import E2EStack
 
-SERVICES = ("api", "collector")  # and the worker pool, named after the model
+SERVICES = ("api", "collector", "flower")  # and the worker pool, named after the model
 
 
 def test_the_json_logs_of_a_job_name_its_broken_image_and_error_code(
