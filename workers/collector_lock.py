@@ -22,8 +22,13 @@ from config.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# ASCII "mf.colle" as a signed 64-bit integer: distinct from the audit chain's lock.
-COLLECTOR_LOCK_KEY = int.from_bytes(b"mf.colle", "big", signed=True)
+# The two-key form of the lock: ASCII "mfco" as the first key, and a hash of the database and
+# schema as the second, so one collector per MedFlow deployment (two deployments, or two test
+# stacks, in one database's schemas do not exclude each other).
+COLLECTOR_LOCK_CLASS = int.from_bytes(b"mfco", "big", signed=True)
+LOCK_SQL = (
+    "SELECT pg_try_advisory_lock(:cls, hashtext(current_database() || '.' || current_schema()))"
+)
 _held: list[Any] = []  # the connection holding the lock; never closed while the process lives
 
 
@@ -40,8 +45,8 @@ def acquire_collector_lock(
     engine = create_engine(settings.database_url, poolclass=NullPool)
     conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    query = text("SELECT pg_try_advisory_lock(:key)")
-    while not conn.scalar(query, {"key": COLLECTOR_LOCK_KEY}):
+    query = text(LOCK_SQL)
+    while not conn.scalar(query, {"cls": COLLECTOR_LOCK_CLASS}):
         if deadline is not None and time.monotonic() >= deadline:
             conn.close()
             return None

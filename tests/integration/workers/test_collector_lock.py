@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,22 @@ def test_a_second_collector_waits_until_the_first_is_gone(postgres_schema_url: s
     assert second is not None
     _held.remove(second)
     second.close()
+
+
+def test_collectors_of_two_schemas_do_not_exclude_each_other(postgres_database: Any) -> None:
+    schemas = [postgres_database.new_schema() for _ in range(2)]
+    held = []
+    try:
+        for _, url in schemas:
+            settings = replace(Settings(env="test"), database_url=url)
+            held.append(acquire_collector_lock(settings, timeout_s=2.0, poll_s=0.2))
+        assert all(conn is not None for conn in held)
+    finally:
+        for conn in filter(None, held):
+            _held.remove(conn)
+            conn.close()
+        for schema, _ in schemas:
+            postgres_database.drop_schema(schema)
 
 
 def test_only_the_results_queue_makes_a_collector() -> None:
