@@ -12,7 +12,10 @@ from api.stack import API_THREADS, API_WORKERS, Stack
 from config.settings import REPO_ROOT, Settings
 from db.session import POOL_SIZE
 
-DEPLOY_FILES = [REPO_ROOT / "docker-compose.yml", REPO_ROOT / "deploy" / "k8s" / "api.yaml"]
+DEPLOY_FILES = [
+    REPO_ROOT / "docker-compose.yml",
+    REPO_ROOT / "deploy" / "k8s" / "base" / "api.yaml",
+]
 
 
 def flags_after(tokens: list[str], start: int) -> dict[str, str]:
