@@ -17,6 +17,7 @@ COLLECTOR_MODULES = (
     "workers.tasks.reconcile",
     "workers.tasks.outbox",
     "workers.tasks.anchor",
+    "workers.collector_lock",  # one collector per deployment: the lock, taken at start-up
 )
 # Collect and reconcile are short transactions: a hung one is killed (and its message redelivered)
 # well within the visibility timeout.

@@ -18,7 +18,11 @@ import logging
 import time
 from typing import Any
 
+from celery import current_app
+from celery.signals import worker_init
+
 from config.settings import Settings
+from workers.app import settings_of
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +61,8 @@ def acquire_collector_lock(
     return conn
 
 
-def is_collector(consumed_queues: Any) -> bool:
-    from workers.queues import RESULTS_QUEUE
-
-    return RESULTS_QUEUE in set(consumed_queues)
+@worker_init.connect
+def wait_for_collector_lock(**_: Any) -> None:
+    """The collector's parent takes the lock before it consumes (this module is loaded by the
+    collector's app only: workers.app.COLLECTOR_MODULES)."""
+    acquire_collector_lock(settings_of(current_app))

@@ -79,7 +79,7 @@ def _list_every_queue(configured: Iterable[str]) -> None:
     def every_queue(self: Any) -> list[str]:
         return sorted(known | set(found_by_flower(self)))
 
-    BaseHandler.get_active_queue_names = every_queue  # type: ignore[method-assign]
+    BaseHandler.get_active_queue_names = every_queue
 
 
 def _pattern(handler: Any) -> str:

@@ -48,16 +48,11 @@ def load_worker_model(**_: Any) -> None:
 
 
 @worker_init.connect
-def start_worker(sender: Any = None, **_: Any) -> None:
-    """In the worker's parent: the collector waits for its lock before it consumes anything;
-    every worker serves its pool's metrics (summed over processes) when configured."""
-    from workers.collector_lock import acquire_collector_lock, is_collector
+def start_worker(**_: Any) -> None:
+    """In the worker's parent: serve the pool's metrics (summed over processes) if configured."""
     from workers.metrics import serve_metrics
 
     settings = settings_of(current_app)
-    queues = getattr(getattr(sender, "app", None), "amqp", None)
-    if queues is not None and is_collector(queues.queues.consume_from or {}):
-        acquire_collector_lock(settings)
     serve_metrics(settings.metrics_port, settings.metrics_address)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from config.settings import Settings
-from workers.collector_lock import _held, acquire_collector_lock, is_collector
+from workers.collector_lock import _held, acquire_collector_lock
 
 
 def test_a_second_collector_waits_until_the_first_is_gone(postgres_schema_url: str) -> None:
@@ -40,11 +40,6 @@ def test_collectors_of_two_schemas_do_not_exclude_each_other(postgres_database: 
             conn.close()
         for schema, _ in schemas:
             postgres_database.drop_schema(schema)
-
-
-def test_only_the_results_queue_makes_a_collector() -> None:
-    assert is_collector({"results": object()})
-    assert not is_collector({"infer.tiny": object()})
 
 
 @pytest.mark.parametrize("url", ["sqlite:///x.db"])
