@@ -51,6 +51,14 @@ def changed_values(tmp_path: Path) -> dict[str, Any]:
         "import_allow_hardlinks": True,
         "allow_nonclinical_models": True,
         "open_job_idle_s": 120,
+        # Many hosts (issue 12)
+        "model_repository": "s3://models/medflow",
+        "model_cache_dir": tmp_path / "model-cache",
+        "metrics_port": 9109,
+        "metrics_address": "0.0.0.0",
+        "metrics_token": "t" * 32,
+        "log_level": "DEBUG",
+        "log_format": "text",
     }
 
 
