@@ -221,21 +221,22 @@ class Settings:
             raise SettingsError("MEDFLOW_ANCHOR_INTERVAL_S must be >= 1")
         if self.env != "production":
             return
-        for var, value in (
-            ("MEDFLOW_SECRET_KEY", self.secret_key),
-            ("MEDFLOW_RESULTS_KEY", self.results_key),
-        ):
-            if value in (DEV_SECRET, DEV_RESULTS_KEY) or secret_bits(value) < MIN_SECRET_BITS:
-                raise SettingsError(
-                    f"production needs {var} with real entropy: 32 random bytes, "
-                    "e.g. `openssl rand -base64 32`"
-                )
+        _require_entropy("MEDFLOW_SECRET_KEY", self.secret_key)
+        # Only workers and the collector hold the results key (check_results_key, at worker
+        # start): the API and Flower run without it. Where it is set, it must be a real key.
+        if self.results_key != DEV_RESULTS_KEY:
+            _require_entropy("MEDFLOW_RESULTS_KEY", self.results_key)
         if self.results_key == self.secret_key:
             raise SettingsError("MEDFLOW_RESULTS_KEY must differ from MEDFLOW_SECRET_KEY")
         if not (self.audit_anchors and self.anchor_verify_key):
             raise SettingsError(
                 "production needs MEDFLOW_AUDIT_ANCHORS and MEDFLOW_ANCHOR_VERIFY_KEY (anchors)"
             )
+
+    def check_results_key(self) -> None:
+        """For the processes that sign or check results (workers, the collector) only."""
+        if self.env == "production":
+            _require_entropy("MEDFLOW_RESULTS_KEY", self.results_key)
 
     @property
     def is_sqlite(self) -> bool:
@@ -279,3 +280,11 @@ def _int(env: Mapping[str, str], var: str) -> int:
 def _limits(env: Mapping[str, str], base: ImageLimits) -> ImageLimits:
     values = {attr: _int(env, var) for attr, var in LIMIT_VARS.items() if env.get(var)}
     return replace(base, **values)
+
+
+def _require_entropy(var: str, value: str) -> None:
+    if value in (DEV_SECRET, DEV_RESULTS_KEY) or secret_bits(value) < MIN_SECRET_BITS:
+        raise SettingsError(
+            f"production needs {var} with real entropy: 32 random bytes, "
+            "e.g. `openssl rand -base64 32`"
+        )

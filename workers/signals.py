@@ -49,10 +49,15 @@ def load_worker_model(**_: Any) -> None:
 
 @worker_init.connect
 def start_worker(**_: Any) -> None:
-    """In the worker's parent: serve the pool's metrics (summed over processes) if configured."""
+    """In the worker's parent: refuse a missing results key; serve the pool's metrics."""
+    from config.settings import SettingsError
     from workers.metrics import serve_metrics
 
     settings = settings_of(current_app)
+    try:
+        settings.check_results_key()  # a worker or collector without it cannot do its job
+    except SettingsError as exc:
+        raise SystemExit(f"medflow: {exc}") from None  # one line; Celery logs any Exception
     serve_metrics(settings.metrics_port, settings.metrics_address)
 
 

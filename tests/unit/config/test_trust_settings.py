@@ -18,13 +18,20 @@ def production(**extra: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    ("results_key", "says"),
-    [(None, "MEDFLOW_RESULTS_KEY"), ("short", "MEDFLOW_RESULTS_KEY"), (SECRET, "differ")],
+    ("results_key", "says"), [("short", "MEDFLOW_RESULTS_KEY"), (SECRET, "differ")]
 )
-def test_production_needs_its_own_results_key(results_key: str | None, says: str) -> None:
-    extra = {"MEDFLOW_RESULTS_KEY": results_key} if results_key else {}
+def test_production_refuses_a_weak_or_shared_results_key(results_key: str, says: str) -> None:
     with pytest.raises(SettingsError, match=says):
-        Settings.from_env(production(**extra))
+        Settings.from_env(production(MEDFLOW_RESULTS_KEY=results_key))
+
+
+def test_only_workers_and_the_collector_need_the_results_key() -> None:
+    # The API and Flower start without it (they must never hold it) ...
+    settings = Settings.from_env(production())
+    # ... but a worker or the collector refuses to start (workers/signals.py, worker_init).
+    with pytest.raises(SettingsError, match="MEDFLOW_RESULTS_KEY"):
+        settings.check_results_key()
+    Settings.from_env(production(MEDFLOW_RESULTS_KEY=STRONG)).check_results_key()
 
 
 def test_production_takes_a_strong_results_key() -> None:

