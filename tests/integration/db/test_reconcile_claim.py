@@ -80,7 +80,7 @@ def test_images_still_in_flight_wait(
     with session_scope(session_factory) as session:
         long_ago = utcnow() - timedelta(minutes=10)
         session.execute(update(Image).where(Image.job_id == job.id).values(enqueued_at=long_ago))
-    model_ref = f"{job.model_name}:{job.model_version}"
+    model_ref = f"{job.model_name}:{job.model_version}@{job.model_sha256}"
     resend, exhausted = claim_stale(settings, {images[0].id})
     assert (resend, exhausted) == (
         {(job.id, model_ref): [(images[1].id, images[1].blob_key, 1)]},
