@@ -67,6 +67,7 @@ class Stack:
         self.api_key = ""
         self.redis: Child | None = None  # set only when this stack started the server
         self.children: list[Child] = []
+        self.worker_restarts = 0  # crashed workers started again (restart_crashed_workers)
         self._control_app: Any = None  # a Celery app for pings, made once Redis is known
         self.metrics_urls: dict[str, str] = {}  # a worker pool's or the collector's /metrics
 
@@ -142,6 +143,20 @@ class Stack:
         if self.redis is not None:
             stop_all([self.redis], STOP_GRACE_S)
             self.redis = None
+
+    def restart_crashed_workers(self) -> list[str]:
+        """Start again the Celery workers that exited on their own, as a supervisor would.
+
+        kombu's Redis transport can end a worker that acks a message just as the broker restarts
+        (``AttributeError`` in ``_connparams``, celery/kombu#582 and kin). Nothing is lost: the
+        message stays unacked and the reconciler restores it; but the process must come back,
+        as Kubernetes and compose bring it back in production (``restart: unless-stopped``).
+        """
+        restarted = [c for c in self.children if c.name.startswith("worker-") and not c.alive()]
+        for child in restarted:
+            child.start()
+        self.worker_restarts += len(restarted)
+        return [child.name for child in restarted]
 
     def dead(self) -> list[Child]:
         """Children that exited on their own (a crash while the stack runs)."""

@@ -79,6 +79,8 @@ def _announce(stack: Stack) -> None:
 def _wait(stack: Stack) -> None:
     while True:
         time.sleep(1.0)
+        for name in stack.restart_crashed_workers():
+            click.echo(f"{name} exited unexpectedly; started again", err=True)
         dead = stack.dead()
         if dead:
             names = ", ".join(f"{c.name} (log {c.log})" for c in dead)

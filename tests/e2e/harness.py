@@ -159,13 +159,21 @@ class E2EStack:
         what: str,
         job_id: str | None = None,
         poll_s: float = POLL_S,
+        *,
+        supervise: bool = False,
     ) -> Any:
-        """Poll ``check`` until it returns something truthy; fail with a diagnosis otherwise."""
+        """Poll ``check`` until it returns something truthy; fail with a diagnosis otherwise.
+
+        With ``supervise``, a crashed worker is started again (as ``medflow up`` and Kubernetes
+        do) instead of failing the wait; the fault suite uses it, every other test does not.
+        """
         deadline = time.monotonic() + timeout_s
         while True:
             value = check()
             if value:
                 return value
+            if supervise:
+                self.stack.restart_crashed_workers()
             self.check_alive()
             if time.monotonic() > deadline:
                 raise AssertionError(

@@ -99,5 +99,8 @@ def wait_done(stack: E2EStack, job_id: str, timeout_s: float) -> float:
         with stack.sessions() as session:
             return session.get_one(Job, job_id).status.is_final
 
-    stack.wait_until(final, timeout_s, f"job {job_id} to finish", job_id, poll_s=0.5)
+    # Supervised, as in production: a worker that a fault crashes is started again, and the
+    # job must still end with nothing lost or duplicated (assert_sound).
+    what = f"job {job_id} to finish"
+    stack.wait_until(final, timeout_s, what, job_id, poll_s=0.5, supervise=True)
     return time.monotonic() - started
