@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import NoReturn
 
 import pytest
 
@@ -22,7 +23,11 @@ def require_tool(executable: str, package: str) -> str:
     )
     if path:
         return path
-    message = f"{executable} not found: install Debian's {package} (bash .ci/system-deps)"
+    skip_or_fail(f"{executable} not found: install Debian's {package} (bash .ci/system-deps)")
+
+
+def skip_or_fail(message: str) -> NoReturn:
+    """Skip locally; in CI (``MEDFLOW_REQUIRE_SERVICES=1``) fail with the same message."""
     if os.environ.get(REQUIRE_ENV) == "1":
         pytest.fail(f"{REQUIRE_ENV}=1 but {message}", pytrace=False)
     pytest.skip(message)
@@ -32,6 +37,4 @@ def require_root(reason: str) -> None:
     """Skip (fail in CI) unless running as root, e.g. for network namespaces."""
     if os.geteuid() == 0:
         return
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{REQUIRE_ENV}=1 but not root: {reason}", pytrace=False)
-    pytest.skip(f"needs root: {reason}")
+    skip_or_fail(f"needs root: {reason}")

