@@ -255,19 +255,30 @@ class AuditEvent(Base):
 
 class OutboxStatus(enum.StrEnum):
     PENDING = "pending"  # to send (again) at next_attempt_at
-    SENT = "sent"
+    SENT = "sent"  # delivered; a fact row: fanned out to its subscribers' rows
     DEAD = "dead"  # gave up after the dispatcher's maximum attempts: an operator looks
 
 
 class OutboxEvent(Base):
     """A message for the outside world (a webhook, an SR delivery), written in the transaction
-    of the fact it reports and sent afterwards, at least once, by the outbox dispatcher."""
+    of the fact it reports and sent afterwards, at least once, by the outbox dispatcher.
+
+    The row written with the fact has no ``subscriber``; the dispatcher fans it out into one
+    row per subscriber of its kind (``source_id`` pointing back), so each subscriber (a
+    webhook endpoint, SR delivery) has its own attempts, backoff and outcome."""
 
     __tablename__ = "outbox_events"
-    __table_args__ = (Index("ix_outbox_events_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_events_due", "status", "next_attempt_at"),
+        UniqueConstraint("source_id", "subscriber", name="uq_outbox_events_source_subscriber"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(64))  # e.g. "job.finished": picks the handler
+    kind: Mapped[str] = mapped_column(String(64))  # e.g. "job.finished": picks the subscribers
+    subscriber: Mapped[str | None] = mapped_column(String(64))  # None: the fact, to fan out
+    source_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("outbox_events.id")
+    )
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # ids and counts only, never PHI
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,22 +1,28 @@
-"""The outbox's handler registry: one function per message kind, called by the dispatcher.
+"""The outbox's subscribers: who receives each message kind, called by the dispatcher.
+
+A kind may have several subscribers (``job.finished``: each webhook endpoint, SR delivery).
+Each has a name, unique across kinds, that names its own delivery rows in the outbox (attempts,
+backoff, outcome), so a subscriber that fails never makes another one send twice.
 
 A handler is ``fn(message: db.outbox.OutboxMessage, settings: Settings) -> None``. It delivers
 the message (an HTTP call, a C-STORE) and returns; it raises to say "not delivered, try again"
 (the dispatcher retries with exponential backoff, up to ``settings.outbox_max_attempts``). It is
-called at least once per message, so the receiver (or the handler) drops duplicates by
+called at least once per message and subscriber, so the receiver drops duplicates by
 ``message.payload["event_id"]``. It runs in the collector process, outside any transaction, and
 must finish well within ``db.outbox.LEASE_S`` (bound every network call with a timeout). Its
 exception message is stored in ``last_error`` and logged: never put PHI in it.
 
-To add one: write ``register("job.finished", deliver_webhooks)`` at the bottom of your module
-and add the module to ``HANDLER_MODULES``, which the dispatcher imports before each run.
-Messages of a kind with no handler stay pending until one is registered.
+To add one: at the bottom of your module write ``subscribe("job.finished", "sr-delivery",
+deliver_sr)``, or, when the subscribers depend on the settings (one per configured webhook
+endpoint), ``add_source("webhooks", subscriptions_from_settings)``; then add the module to
+``HANDLER_MODULES``, which the dispatcher imports before each run.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from config.settings import Settings
@@ -26,30 +32,54 @@ if TYPE_CHECKING:
 
 Handler = Callable[["OutboxMessage", Settings], None]
 
-# Modules that register handlers when imported (e.g. "workers.webhooks").
+
+@dataclass(frozen=True)
+class Subscription:
+    kind: str
+    name: str  # names its delivery rows (outbox_events.subscriber): at most 64 characters
+    handler: Handler
+
+
+Source = Callable[[Settings], Iterable[Subscription]]
+
+# Modules that register subscribers when imported (e.g. "workers.webhooks").
 HANDLER_MODULES: tuple[str, ...] = ()
 
-_handlers: dict[str, Handler] = {}
+_sources: dict[str, Source] = {}
 
 
-def register(kind: str, handler: Handler) -> None:
-    """Make ``handler`` deliver messages of ``kind``; one handler per kind."""
-    current = _handlers.get(kind)
-    if current is not None and current is not handler:
-        raise ValueError(f"outbox kind {kind!r} already has a handler")
-    _handlers[kind] = handler
+def subscribe(kind: str, name: str, handler: Handler) -> None:
+    """Make ``handler`` receive every message of ``kind`` written from now on, as ``name``."""
+    subscription = Subscription(kind, name, handler)
+    add_source(name, lambda _settings: (subscription,))
 
 
-def unregister(kind: str) -> None:
-    _handlers.pop(kind, None)
+def add_source(name: str, source: Source) -> None:
+    """Register ``source``, which lists subscriptions from the settings; idempotent by name."""
+    _sources[name] = source
 
 
-def handler_for(kind: str) -> Handler | None:
-    return _handlers.get(kind)
+def unregister(name: str) -> None:
+    _sources.pop(name, None)
 
 
-def registered_kinds() -> frozenset[str]:
-    return frozenset(_handlers)
+def subscriptions(settings: Settings) -> dict[str, Subscription]:
+    """Every subscription now, by name; two with one name are a mistake, refused."""
+    found: dict[str, Subscription] = {}
+    for source in list(_sources.values()):
+        for subscription in source(settings):
+            if subscription.name in found:
+                raise ValueError(f"outbox subscriber {subscription.name!r} is registered twice")
+            found[subscription.name] = subscription
+    return found
+
+
+def by_kind(found: Iterable[Subscription]) -> dict[str, set[str]]:
+    """Kind -> the names of its subscribers."""
+    kinds: dict[str, set[str]] = {}
+    for subscription in found:
+        kinds.setdefault(subscription.kind, set()).add(subscription.name)
+    return kinds
 
 
 def load_handlers(modules: tuple[str, ...] = HANDLER_MODULES) -> None:

@@ -1,8 +1,9 @@
 """``medflow.dispatch_outbox`` (beat, in the collector): deliver the outbox's due messages.
 
-Each run claims a batch of due rows in one short transaction, then calls each row's handler
-(``workers.outbox_handlers``) outside any transaction and records the outcome in another:
-sent, or failed and due again after an exponential backoff. A dispatcher that dies between the
+Each run, in one short transaction, fans new facts out into one row per subscriber
+(``workers.outbox_handlers``) and claims a batch of due subscriber rows; it then calls each
+row's handler outside any transaction and records the outcome in another: sent, or failed and
+due again after an exponential backoff. A dispatcher that dies between the
 claim and the outcome leaves its rows to be claimed again after the lease: at least once.
 Logs ids, kinds and error class names only.
 """
@@ -10,13 +11,17 @@ Logs ids, kinds and error class names only.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Task, shared_task
 
 from config.settings import Settings
 from workers import db_sessions, outbox_handlers
 from workers.app import settings_of
+from workers.outbox_handlers import Subscription
+
+if TYPE_CHECKING:
+    from db.outbox import OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -33,29 +38,33 @@ def dispatch_outbox(self: Task) -> int:
 
 def dispatch_due(settings: Settings, limit: int = OUTBOX_BATCH) -> int:
     """Deliver what is due now; returns how many were sent."""
-    from db.outbox import claim_due
+    from db.outbox import claim_due, fan_out
     from db.session import session_scope
 
     outbox_handlers.load_handlers()
-    kinds = outbox_handlers.registered_kinds()
-    if not kinds:
+    found = outbox_handlers.subscriptions(settings)
+    if not found:
         return 0
     factory = db_sessions.session_factory(settings)
     with session_scope(factory) as session:
-        claimed = claim_due(session, limit, kinds)
-    return sum(deliver(factory, settings, message) for message in claimed)
+        fan_out(session, outbox_handlers.by_kind(found.values()), limit)
+        claimed = claim_due(session, limit, found)
+    return sum(
+        deliver(factory, settings, found.get(message.subscriber), message) for message in claimed
+    )
 
 
-def deliver(factory: Any, settings: Settings, message: Any) -> bool:
-    """Call the message's handler and record the outcome; returns whether it was sent."""
+def deliver(
+    factory: Any, settings: Settings, subscription: Subscription | None, message: OutboxMessage
+) -> bool:
+    """Call the subscriber's handler and record the outcome; returns whether it was sent."""
     from db.outbox import mark_failed, mark_sent
     from db.session import session_scope
 
-    handler = outbox_handlers.handler_for(message.kind)
     try:
-        if handler is None:  # unregistered between the claim and now
-            raise LookupError(f"no handler for {message.kind}")
-        handler(message, settings)
+        if subscription is None:  # unregistered between the claim and now
+            raise LookupError(f"no subscriber {message.subscriber}")
+        subscription.handler(message, settings)
     except Exception as exc:
         delay = retry_delay(message.attempts)
         with session_scope(factory) as session:
@@ -63,9 +72,10 @@ def deliver(factory: Any, settings: Settings, message: Any) -> bool:
                 session, message.id, _describe(exc), delay, settings.outbox_max_attempts
             )
         log.warning(
-            "outbox %d (%s): attempt %d failed (%s); now %s",
+            "outbox %d (%s to %s): attempt %d failed (%s); now %s",
             message.id,
             message.kind,
+            message.subscriber,
             message.attempts,
             type(exc).__name__,
             status.value,

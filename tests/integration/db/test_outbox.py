@@ -24,7 +24,9 @@ MakeJob = Callable[..., tuple[Job, list[Any]]]
 
 def finished_events(session_factory: Factory) -> list[OutboxEvent]:
     with session_scope(session_factory) as session:
-        query = select(OutboxEvent).where(OutboxEvent.kind == JOB_FINISHED)
+        query = select(OutboxEvent).where(
+            OutboxEvent.kind == JOB_FINISHED, OutboxEvent.subscriber.is_(None)
+        )
         return list(session.scalars(query.order_by(OutboxEvent.id)))
 
 
@@ -91,29 +93,61 @@ def test_cancel_and_a_close_at_seal_write_one_each(
     assert statuses == [(cancelled.id, "cancelled"), (closed_at_seal.id, "failed")]
 
 
-def test_claims_take_due_rows_of_known_kinds_and_lease_them(session_factory: Factory) -> None:
+def fan_out_one(session: Session, kind: str, *subscribers: str) -> list[int]:
+    """Fan out the pending facts of ``kind``; the ids of the subscriber rows made."""
+    outbox.fan_out(session, {kind: set(subscribers)}, 10)
+    query = select(OutboxEvent.id).where(OutboxEvent.subscriber.is_not(None))
+    return list(session.scalars(query.order_by(OutboxEvent.id)))
+
+
+def test_a_fact_fans_out_once_to_each_subscriber_of_its_kind(session_factory: Factory) -> None:
     with session_scope(session_factory) as session:
-        first = outbox.add(session, "test.kind", {"n": 1}).id
+        fact = outbox.add(session, "test.kind", {"n": 1})
         other = outbox.add(session, "unhandled.kind", {"n": 2}).id
+        fact_id, event_id = fact.id, fact.payload["event_id"]
     with session_scope(session_factory) as session:
-        claimed = outbox.claim_due(session, 10, {"test.kind"})
-    assert [(m.id, m.kind, m.payload["n"], m.attempts) for m in claimed] == [
-        (first, "test.kind", 1, 1)
+        assert outbox.fan_out(session, {"test.kind": {"b", "a"}, "unhandled.kind": set()}, 10) == 1
+        assert outbox.fan_out(session, {"test.kind": {"a", "b", "c"}}, 10) == 0  # once only
+    with session_scope(session_factory) as session:
+        rows = session.scalars(select(OutboxEvent).order_by(OutboxEvent.id)).all()
+        copies = [(r.subscriber, r.source_id, r.payload["event_id"]) for r in rows[2:]]
+        assert copies == [("a", fact_id, event_id), ("b", fact_id, event_id)]
+        assert (rows[0].status, rows[1].id, rows[1].status) == (
+            OutboxStatus.SENT,
+            other,
+            OutboxStatus.PENDING,  # nobody subscribes to its kind: it waits
+        )
+        assert {r.status for r in rows[2:]} == {OutboxStatus.PENDING}
+
+
+def test_claims_take_due_rows_of_known_subscribers_and_lease_them(
+    session_factory: Factory,
+) -> None:
+    with session_scope(session_factory) as session:
+        outbox.add(session, "test.kind", {"n": 1})
+    with session_scope(session_factory) as session:
+        first, other = fan_out_one(session, "test.kind", "a", "b")
+    with session_scope(session_factory) as session:
+        claimed = outbox.claim_due(session, 10, {"a", "gone"})
+    assert [(m.id, m.kind, m.subscriber, m.payload["n"], m.attempts) for m in claimed] == [
+        (first, "test.kind", "a", 1, 1)
     ]
     with session_scope(session_factory) as session:
-        assert outbox.claim_due(session, 10, {"test.kind", "unhandled.kind"})[0].id == other
-        assert outbox.claim_due(session, 10, {"test.kind"}) == []  # leased, not due yet
+        assert outbox.claim_due(session, 10, {"a", "b"})[0].id == other
+        assert outbox.claim_due(session, 10, {"a"}) == []  # leased, not due yet
         session.execute(update(OutboxEvent).values(next_attempt_at=utcnow()))
     with session_scope(session_factory) as session:
-        again = outbox.claim_due(session, 1, {"test.kind"})
+        again = outbox.claim_due(session, 1, {"a"})
     assert [(m.id, m.attempts) for m in again] == [(first, 2)]  # a lost outcome: sent again
 
 
 def test_failures_back_off_then_die_and_success_is_recorded(session_factory: Factory) -> None:
     with session_scope(session_factory) as session:
-        ids = [outbox.add(session, "test.kind", {}).id for _ in range(2)]
+        outbox.add(session, "test.kind", {})
     with session_scope(session_factory) as session:
-        outbox.claim_due(session, 10, {"test.kind"})
+        ids = fan_out_one(session, "test.kind", "a", "b")
+    with session_scope(session_factory) as session:
+        outbox.claim_due(session, 10, {"a", "b"})
         before = utcnow()
         assert outbox.mark_failed(session, ids[0], "Timeout: " + "x" * 900, 60, 2) == "pending"
         outbox.mark_sent(session, ids[1])
@@ -124,5 +158,5 @@ def test_failures_back_off_then_die_and_success_is_recorded(session_factory: Fac
         assert (sent.status, sent.sent_at is not None) == (OutboxStatus.SENT, True)
         failed.next_attempt_at = utcnow()
     with session_scope(session_factory) as session:
-        outbox.claim_due(session, 10, {"test.kind"})
+        outbox.claim_due(session, 10, {"a"})
         assert outbox.mark_failed(session, ids[0], "Timeout", 60, 2) == OutboxStatus.DEAD

@@ -1,4 +1,5 @@
-"""The outbox dispatcher against a real database: retries with backoff, records the outcome."""
+"""The outbox dispatcher against a real database: retries with backoff, records the outcome,
+and keeps each subscriber's delivery apart."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from config.settings import Settings
 from db import outbox
@@ -32,17 +33,28 @@ class FlakyReceiver:
             raise ConnectionError("receiver answered 503")
 
 
+def subscribed(name: str, failures: int) -> Iterator[FlakyReceiver]:
+    found = FlakyReceiver(failures)
+    outbox_handlers.subscribe(KIND, name, found)
+    yield found
+    outbox_handlers.unregister(name)
+
+
 @pytest.fixture
 def receiver() -> Iterator[FlakyReceiver]:
-    found = FlakyReceiver(failures=2)
-    outbox_handlers.register(KIND, found)
-    yield found
-    outbox_handlers.unregister(KIND)
+    yield from subscribed("flaky", failures=2)
 
 
-def row(settings: Settings, event_id: int) -> OutboxEvent:
+@pytest.fixture
+def steady() -> Iterator[FlakyReceiver]:
+    yield from subscribed("steady", failures=0)
+
+
+def row(settings: Settings, source_id: int, subscriber: str = "flaky") -> OutboxEvent:
+    """The delivery row of ``subscriber`` for the fact ``source_id``."""
     with session_scope(db_sessions.session_factory(settings)) as session:
-        return session.get_one(OutboxEvent, event_id)
+        query = select(OutboxEvent).filter_by(source_id=source_id, subscriber=subscriber)
+        return session.scalars(query).one()
 
 
 def make_due(settings: Settings) -> None:
@@ -78,9 +90,37 @@ def test_a_failing_handler_is_retried_with_growing_backoff_until_sent(
     assert dispatch_due(migrated_settings) == 0  # sent once: never again
 
 
-def test_kinds_without_a_handler_wait(migrated_settings: Settings, receiver: Any) -> None:
+def test_each_subscriber_has_its_own_delivery_state(
+    migrated_settings: Settings, receiver: FlakyReceiver, steady: FlakyReceiver
+) -> None:
+    with session_scope(db_sessions.session_factory(migrated_settings)) as session:
+        event_id = outbox.add(session, KIND, {"job_id": "j1"}).id
+    assert dispatch_due(migrated_settings) == 1  # steady took it, flaky refused
+    for _ in range(2):
+        make_due(migrated_settings)
+        dispatch_due(migrated_settings)
+    assert row(migrated_settings, event_id, "flaky").status == OutboxStatus.SENT
+    assert (row(migrated_settings, event_id, "steady").attempts, len(steady.seen)) == (1, 1)
+    assert len(receiver.seen) == 3  # flaky's retries never resent to steady
+    assert steady.seen[0][0] == receiver.seen[0][0]  # one event_id for both
+
+
+def test_kinds_without_a_subscriber_wait(migrated_settings: Settings, receiver: Any) -> None:
     with session_scope(db_sessions.session_factory(migrated_settings)) as session:
         waiting = outbox.add(session, "nobody.handles", {}).id
     dispatch_due(migrated_settings)
-    untouched = row(migrated_settings, waiting)
-    assert (untouched.status, untouched.attempts) == (OutboxStatus.PENDING, 0)
+    with session_scope(db_sessions.session_factory(migrated_settings)) as session:
+        untouched = session.get_one(OutboxEvent, waiting)
+        assert (untouched.status, untouched.attempts) == (OutboxStatus.PENDING, 0)
+        assert session.scalars(select(OutboxEvent).filter_by(source_id=waiting)).all() == []
+
+
+def test_one_name_twice_is_refused(migrated_settings: Settings, receiver: Any) -> None:
+    outbox_handlers.add_source(
+        "again", lambda _s: [outbox_handlers.Subscription(KIND, "flaky", receiver)]
+    )
+    try:
+        with pytest.raises(ValueError, match="flaky"):
+            dispatch_due(migrated_settings)
+    finally:
+        outbox_handlers.unregister("again")
