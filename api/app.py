@@ -9,16 +9,18 @@ from flask import Flask, Response
 from sqlalchemy.exc import OperationalError
 
 from api import auth, extensions, input_guard, request_id
-from api.blueprints import audit, health, job_read, job_submit, metrics, models
+from api.blueprints import audit, health, infer, job_read, job_submit, metrics, models
 from api.errors import ApiError, handle_api_error, register_error_handlers
+from api.lane import queue_full
 from api.openapi import bp as openapi_bp
 from api.upload import UploadRequest
 from config.settings import Settings
 from db.idempotency import IdempotencyKeyReused
 from db.jobs import JobStateError
+from db.model_queue import QueueFull
 from db.model_registry import ModelNotFound
 
-BLUEPRINTS = (job_submit, job_read, models, audit, health, metrics)
+BLUEPRINTS = (job_submit, job_read, infer, models, audit, health, metrics)
 
 
 def create_app(settings: Settings, celery: Any | None = None) -> Flask:
@@ -37,6 +39,7 @@ def create_app(settings: Settings, celery: Any | None = None) -> Flask:
     app.register_error_handler(JobStateError, _job_state_error)
     app.register_error_handler(ModelNotFound, _model_not_found)
     app.register_error_handler(IdempotencyKeyReused, _key_reused)
+    app.register_error_handler(QueueFull, lambda exc: handle_api_error(queue_full(exc)))
     for unavailable in (OperationalError, redis.ConnectionError, redis.TimeoutError):
         app.register_error_handler(unavailable, _unavailable)
     return app

@@ -8,7 +8,8 @@ import click
 
 # Subcommand modules, each exposing a click command (or group) named like the module.
 COMMANDS = (
-    "predict", "up", "submit", "status", "cancel", "results", "models", "keys", "audit", "db",
+    "predict", "up", "submit", "infer", "status", "cancel", "results", "models", "keys", "audit",
+    "db",
 )  # fmt: skip
 
 

@@ -149,6 +149,24 @@ class MedflowClient:
         with self._request("GET", f"/v1/jobs/{_q(job_id)}/results?format=csv") as response:
             shutil.copyfileobj(response, out, READ_BLOCK)
 
+    def infer(
+        self,
+        path: Path,
+        model: str,
+        timeout_s: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """POST /v1/infer of one file: (200, the result) or (202, the job to poll)."""
+        fields = {"model": model}
+        if timeout_s is not None:
+            fields["timeout_s"] = f"{timeout_s:g}"
+        body = MultipartBody([path], part_name="file", fields=fields)
+        headers = body.headers()
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        with self._request("POST", "/v1/infer", body, headers) as response:
+            return int(response.status), json.loads(response.read() or b"{}")
+
     def models(self) -> list[dict[str, Any]]:
         return list(self._json("GET", "/v1/models").get("items", []))
 
@@ -246,15 +264,24 @@ class MultipartBody:
     """``multipart/form-data`` with one ``files`` part per path, read from disk as it is sent.
 
     urllib sends an iterable body chunk by chunk when Content-Length is given, so the length
-    is computed up front from the headers and the file sizes.
+    is computed up front from the headers and the file sizes. ``fields`` (text) go first.
     """
 
-    def __init__(self, paths: Sequence[Path]) -> None:
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        part_name: str = "files",
+        fields: dict[str, str] | None = None,
+    ) -> None:
         self.boundary = f"medflow-{secrets.token_hex(16)}"
+        self.part_name = part_name
+        self.head = b"".join(self._field(name, value) for name, value in (fields or {}).items())
         self.parts = [(path, self._part_header(path)) for path in paths]
         self.tail = f"--{self.boundary}--\r\n".encode()
-        self.length = len(self.tail) + sum(
-            len(header) + path.stat().st_size + 2 for path, header in self.parts
+        self.length = (
+            len(self.head)
+            + len(self.tail)
+            + sum(len(header) + path.stat().st_size + 2 for path, header in self.parts)
         )
 
     def headers(self) -> dict[str, str]:
@@ -264,6 +291,8 @@ class MultipartBody:
         }
 
     def __iter__(self) -> Iterator[bytes]:
+        if self.head:
+            yield self.head
         for path, header in self.parts:
             yield header
             with open(path, "rb") as handle:
@@ -278,9 +307,13 @@ class MultipartBody:
         )
         return (
             f"--{self.boundary}\r\n"
-            f'Content-Disposition: form-data; name="files"; filename="{name}"\r\n'
+            f'Content-Disposition: form-data; name="{self.part_name}"; filename="{name}"\r\n'
             "Content-Type: application/octet-stream\r\n\r\n"
         ).encode()
+
+    def _field(self, name: str, value: str) -> bytes:
+        disposition = f'Content-Disposition: form-data; name="{name}"'
+        return f"--{self.boundary}\r\n{disposition}\r\n\r\n{value}\r\n".encode()
 
 
 def _api_error(exc: urllib.error.HTTPError) -> MedflowError:

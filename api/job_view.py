@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from api.serialize import timestamp
-from db.models import Job, JobStatus
+from db.model_queue import outlook
+from db.models import Job, JobStatus, ModelQueue
 
 
-def job_view(job: Job, now: datetime) -> dict[str, Any]:
-    """The body of ``GET /v1/jobs/<id>``: status, counts, progress and timing."""
+def job_view(job: Job, now: datetime, queue: ModelQueue | None = None) -> dict[str, Any]:
+    """The body of ``GET /v1/jobs/<id>``: status, counts, progress and timing.
+
+    ``queue``: the model's row, for the ETA (none given: no ETA).
+    """
     processed = job.succeeded + job.failed
     done = job.total - job.pending  # cancelled images are done too: nothing left to wait for
     throughput = _throughput(job, processed, now)
@@ -33,7 +37,20 @@ def job_view(job: Job, now: datetime) -> dict[str, Any]:
         "finished_at": timestamp(job.finished_at),
         "throughput_per_s": throughput,
         "eta_s": round(job.pending / throughput, 1) if running and throughput else None,
+        "lane": job.lane.value,
+        "deadline_at": timestamp(job.deadline_at),
+        "eta": _eta(job, queue, now),
     }
+
+
+def _eta(job: Job, queue: ModelQueue | None, now: datetime) -> dict[str, Any] | None:
+    """When the job should finish, from its model's queue ahead of it and measured rate."""
+    if job.status.is_final or queue is None:
+        return None
+    seen = outlook(job, queue)
+    seconds = seen.eta_s
+    at = None if seconds is None else timestamp(now + timedelta(seconds=seconds))
+    return {"at": at, "seconds": seconds, "basis": {**seen.basis(), "images_left": job.pending}}
 
 
 def _throughput(job: Job, processed: int, now: datetime) -> float | None:

@@ -56,6 +56,11 @@ IMAGES_BODY = {
                     "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
                     "model": {"type": "string", "description": "name[:version] (POST /v1/jobs)"},
                     "seal": {"type": "boolean", "default": True},
+                    "deadline": {
+                        "type": ["number", "string"],
+                        "description": "seconds from now or an ISO 8601 timestamp: "
+                        "429 DEADLINE_UNMEETABLE when the queue cannot finish by then",
+                    },
                 },
             }
         },
@@ -63,6 +68,12 @@ IMAGES_BODY = {
     },
 }
 UNAUTHENTICATED: dict[str, Any] = {"security": []}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "maxLength": 200},
+}
 
 PATHS: dict[str, Any] = {
     "/v1/jobs": {
@@ -75,20 +86,43 @@ PATHS: dict[str, Any] = {
                 **_errors(400, 403, 404, 413, 415, 422),
             },
             requestBody=IMAGES_BODY,
-            parameters=[
-                {
-                    "name": "Idempotency-Key",
-                    "in": "header",
-                    "required": False,
-                    "schema": {"type": "string", "maxLength": 200},
-                }
-            ],
+            parameters=[IDEMPOTENCY_KEY],
         ),
         "get": _op(
             "List jobs, newest first (a submitter sees its own)",
             "submitter, operator, admin",
             {"200": _json(ref("JobList")), **_errors(400, 403)},
             parameters=[LIMIT, _query("before", {"type": "string"}, "cursor from `next`")],
+        ),
+    },
+    "/v1/infer": {
+        "post": _op(
+            "One image, answered with its result as soon as it is written (interactive lane)",
+            "submitter, admin",
+            {
+                "200": _json(ref("InferResult"), "The result (a result row plus job_id)"),
+                "202": _json(ref("Job"), "Not written within timeout_s: poll the job"),
+                **_errors(400, 403, 404, 413, 415, 422),
+            },
+            requestBody={
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["file", "model"],
+                            "properties": {
+                                "file": {"type": "string", "format": "binary"},
+                                "model": {"type": "string"},
+                                "timeout_s": {"type": "number", "default": 10, "maximum": 60},
+                                "deadline": {"type": ["number", "string"]},
+                            },
+                        }
+                    },
+                    "application/json": {"schema": ref("InferRequest")},
+                },
+            },
+            parameters=[IDEMPOTENCY_KEY],
         ),
     },
     "/v1/jobs/{job_id}": {

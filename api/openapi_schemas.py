@@ -32,6 +32,10 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "model": {"type": "string"},
             "seal": {"type": "boolean", "default": True},
+            "deadline": {
+                "type": ["number", "string"],
+                "description": "seconds from now, or an ISO 8601 timestamp with a time zone",
+            },
             "images": {
                 "type": "array",
                 "items": {
@@ -65,7 +69,44 @@ SCHEMAS: dict[str, Any] = {
             "model": OBJECT,
             "counts": OBJECT,
             "progress": {"type": "number"},
+            "lane": {"enum": ["batch", "interactive"]},
+            "deadline_at": NULLABLE_STRING,
+            "eta": {"oneOf": [ref("Eta"), {"type": "null"}]},
         },
+    },
+    "Eta": {
+        "type": "object",
+        "description": "When the job should finish: (images_ahead + images_left) / rate_per_s. "
+        "`at` and `seconds` are null while the model's rate is unmeasured; the whole ETA is "
+        "null once the job is final.",
+        "properties": {
+            "at": NULLABLE_STRING,
+            "seconds": {"type": ["number", "null"]},
+            "basis": {
+                "type": "object",
+                "properties": {
+                    "images_ahead": {"type": "integer"},
+                    "images_left": {"type": "integer"},
+                    "rate_per_s": {"type": ["number", "null"]},
+                },
+            },
+        },
+    },
+    "InferRequest": {
+        "type": "object",
+        "required": ["model", "uri"],
+        "properties": {
+            "model": {"type": "string"},
+            "uri": {"type": "string", "description": "s3://bucket/key or file:///path"},
+            "timeout_s": {"type": "number", "default": 10, "exclusiveMinimum": 0, "maximum": 60},
+            "deadline": {"type": ["number", "string"]},
+        },
+    },
+    "InferResult": {
+        "allOf": [
+            ref("Result"),
+            {"type": "object", "properties": {"job_id": {"type": "string"}}},
+        ]
     },
     "JobList": {
         "type": "object",

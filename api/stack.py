@@ -285,11 +285,11 @@ class Stack:
         return [sys.executable, "-m", "celery", "-A", app, "--quiet", *args, *flags]
 
     def _worker(self, model: str) -> list[str]:
-        from workers.queues import infer_queue
+        from workers.queues import worker_queues
 
         concurrency = str(self.settings.worker_concurrency)
         name = f"infer-{model}@%h"
-        return self._celery("worker", "-Q", infer_queue(model), "-c", concurrency, "-n", name)
+        return self._celery("worker", "-Q", worker_queues(model), "-c", concurrency, "-n", name)
 
     def _collector(self) -> list[str]:
         from workers.queues import RESULTS_QUEUE

@@ -67,6 +67,9 @@ NUMBER_VARS = {
     "open_job_idle_s": "MEDFLOW_OPEN_JOB_IDLE_S",
     # Many hosts (issue 12): a worker's or the collector's own metrics endpoint (0: none).
     "metrics_port": "MEDFLOW_METRICS_PORT",
+    # Interactive lane and queue caps (issue 14)
+    "queue_cap": "MEDFLOW_QUEUE_CAP",
+    "interactive_queue_cap": "MEDFLOW_INTERACTIVE_QUEUE_CAP",
 }
 LIMIT_VARS = {
     "max_bytes": "MEDFLOW_MAX_IMAGE_BYTES",
@@ -158,6 +161,11 @@ class Settings:
     # Every process logs at this level, one JSON object per line ("json") or as text ("text").
     log_level: str = "INFO"
     log_format: str = "json"
+    # Interactive lane and queue caps (issue 14): images queued or in progress per model and
+    # lane beyond which a submission is refused (429 QUEUE_FULL). The batch cap is about five
+    # minutes of work at 30 images/s; the interactive lane holds single urgent images only.
+    queue_cap: int = 10_000
+    interactive_queue_cap: int = 64
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -209,6 +217,8 @@ class Settings:
             raise SettingsError("MEDFLOW_MAX_ATTEMPTS must be >= 1")
         if self.log_format not in ("json", "text"):
             raise SettingsError("MEDFLOW_LOG_FORMAT must be json or text")
+        if self.queue_cap < 1 or self.interactive_queue_cap < 1:
+            raise SettingsError("MEDFLOW_QUEUE_CAP and MEDFLOW_INTERACTIVE_QUEUE_CAP must be >= 1")
         if self.visibility_timeout_s <= self.chunk_time_limit_s:
             raise SettingsError("MEDFLOW_VISIBILITY_TIMEOUT_S must exceed the chunk time limit")
         if self.chunk_start_limit < 1 or self.image_time_limit_s < 2:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, contains_eager
 
 from db.audit import NewEvent, append_events
 from db.job_close import close_if_done
+from db.model_queue import mark_done
 from db.models import Image, ImageStatus, Job, JobStatus, utcnow
 from messages.scored_image import ScoredImage
 from pipeline.errors import ErrorCode
@@ -60,6 +61,8 @@ def record_results(session: Session, job_id: str, results: Iterable[ScoredImage]
     if rows:
         _update_by_id(session, rows)
         append_events(session, events)
+        # After the audit chain's lock, as in every transaction that takes both (no deadlock).
+        mark_done(session, job.model_name, job.lane, len(rows), now)
         _advance(session, job, written, now)
     return len(rows)
 

@@ -9,6 +9,7 @@ they change, always job first, then its images: the collector takes them in the 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
@@ -18,7 +19,8 @@ from sqlalchemy.orm import Session
 from db.audit import append_event
 from db.idempotency import check_same_request
 from db.job_close import close_if_done, record_job_finished
-from db.models import ApiKey, Image, ImageStatus, Job, JobStatus, ModelVersion, utcnow
+from db.model_queue import admit, mark_done
+from db.models import ApiKey, Image, ImageStatus, Job, JobStatus, Lane, ModelVersion, utcnow
 from storage.blobstore import BlobInfo
 
 
@@ -57,6 +59,9 @@ def open_job(
     model: ModelVersion,
     idempotency_key: str | None,
     request_digest: str | None = None,
+    *,
+    lane: Lane = Lane.BATCH,
+    deadline_at: datetime | None = None,
 ) -> tuple[Job, bool]:
     """A new OPEN job, or (with a key) the owner's existing job for that key, created=False.
 
@@ -82,6 +87,8 @@ def open_job(
         failed=0,
         cancelled=0,
         created_at=utcnow(),
+        lane=lane,
+        deadline_at=deadline_at,
     )
     try:
         # A concurrent request with the same key may commit first: the unique constraint
@@ -102,14 +109,22 @@ def open_job(
         action="job.submitted",
         object_type="job",
         object_id=job.id,
-        payload={
-            "model": model.name,
-            "version": model.version,
-            "model_sha256": model.sha256,
-            **({"request_digest": request_digest} if request_digest else {}),
-        },
+        payload=_submitted(model, lane, deadline_at, request_digest),
     )
     return job, True
+
+
+def _submitted(
+    model: ModelVersion, lane: Lane, deadline_at: datetime | None, request_digest: str | None
+) -> dict[str, Any]:
+    payload = {"model": model.name, "version": model.version, "model_sha256": model.sha256}
+    if request_digest:  # what a reused Idempotency-Key is compared against (db/idempotency.py)
+        payload["request_digest"] = request_digest
+    if lane != Lane.BATCH:  # batch events keep their old shape
+        payload["lane"] = lane.value
+    if deadline_at is not None:
+        payload["deadline_at"] = deadline_at.isoformat()
+    return payload
 
 
 def _by_idempotency_key(session: Session, owner_id: int, key: str) -> Job | None:
@@ -117,12 +132,15 @@ def _by_idempotency_key(session: Session, owner_id: int, key: str) -> Job | None
     return session.scalars(query).one_or_none()
 
 
-def add_images(session: Session, job: Job, items: list[tuple[str, BlobInfo]]) -> list[Image]:
+def add_images(
+    session: Session, job: Job, items: list[tuple[str, BlobInfo]], *, queue_cap: int | None = None
+) -> list[Image]:
     """Append PENDING images to an OPEN job, numbered on from the job's current total.
 
     They are recorded as sent (attempt 1, now): the caller enqueues them right after commit,
     so a big job is processed while the rest of it uploads. If that send is lost, the
-    reconciler finds them by ``enqueued_at`` like any other stale image.
+    reconciler finds them by ``enqueued_at`` like any other stale image. They are admitted to
+    the model's lane first: ``db.model_queue.QueueFull`` when that would exceed ``queue_cap``.
     """
     job = _lock(session, job)
     if job.status != JobStatus.OPEN:
@@ -147,6 +165,9 @@ def add_images(session: Session, job: Job, items: list[tuple[str, BlobInfo]]) ->
     session.flush()
     # The count only: refs may carry PHI.
     _event(session, job, "job.images_added", {"count": len(images)})
+    # After the audit chain's lock (taken by the event), as in every transaction taking both.
+    if images:
+        job.queue_end = admit(session, job.model_name, job.lane, len(images), queue_cap)
     return images
 
 
@@ -205,6 +226,7 @@ def cancel_job(session: Session, job: Job, actor: str | ApiKey) -> Job:
         object_id=job.id,
         payload=payload,
     )
+    mark_done(session, job.model_name, job.lane, result.rowcount, now)  # after the chain's lock
     record_job_finished(session, job)
     return job
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -96,6 +97,13 @@ class JobStatus(enum.StrEnum):
 FINAL_JOB_STATUSES = frozenset(
     {JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS, JobStatus.FAILED, JobStatus.CANCELLED}
 )
+
+
+class Lane(enum.StrEnum):
+    """Which queue of its model a job's chunks go to (workers drain interactive first)."""
+
+    BATCH = "batch"
+    INTERACTIVE = "interactive"
 
 
 class ImageStatus(enum.StrEnum):
@@ -180,6 +188,12 @@ class Job(Base):
     # Last time images were added (NULL: never, read as created_at); an open job idle too long
     # is sealed by the reconciler (db.job_expiry).
     received_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Interactive lane, deadlines and ETAs (issue 14).
+    lane: Mapped[Lane] = mapped_column(_enum(Lane, "lane"), default=Lane.BATCH)
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The lane's admitted count just after this job's last image: what is still to be done
+    # ahead of (and including) it is queue_end - done (db/model_queue.py).
+    queue_end: Mapped[int | None] = mapped_column(BigInteger)
 
     images: Mapped[list[Image]] = relationship(back_populates="job", lazy="raise")
 
@@ -192,6 +206,26 @@ class Job(Base):
         """``"name:version@sha256"``: how tasks name the job's model, pinned to the registry's
         sha256 of its graph, so a worker on any host refuses a graph that differs."""
         return f"{model_ref_of(self.model_name, self.model_version)}@{self.model_sha256}"
+
+
+class ModelQueue(Base):
+    """One model's queues as counters, and its measured rate (db/model_queue.py).
+
+    ``admitted - done`` per lane is what is queued or in progress: exact, because each counter
+    changes in the transaction that changes the images (add, result, cancel). The rate is an
+    EWMA of images/s over windows in which the model's workers had a backlog.
+    """
+
+    __tablename__ = "model_queues"
+
+    model_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    batch_admitted: Mapped[int] = mapped_column(BigInteger, default=0)
+    batch_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    interactive_admitted: Mapped[int] = mapped_column(BigInteger, default=0)
+    interactive_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    rate_per_s: Mapped[float | None] = mapped_column(Float)
+    window_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    window_images: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Image(Base):

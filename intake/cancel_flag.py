@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from db.session import after_commit
 from workers.cancel import mark_cancelled
+from workers.finished import announce_finished
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ def set_cancel_flag_after_commit(session: Session, client: Any, job_id: str) -> 
     def set_cancel_flag() -> None:
         try:
             mark_cancelled(client, job_id)
+            announce_finished(client, job_id)  # wakes a POST /v1/infer waiting on the job
         except Exception as exc:
             log.warning("job %s: cancel flag not set (%s)", job_id, type(exc).__name__)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import IO, Any
 
 from celery import Celery
@@ -29,7 +30,7 @@ from sqlalchemy.orm import Session
 from config.settings import Settings
 from db import jobs
 from db.model_registry import find_model
-from db.models import ApiKey, Image, Job
+from db.models import ApiKey, Image, Job, Lane
 from intake import blobs as blob_intake
 from intake.blobs import Stored
 from intake.cancel_flag import set_cancel_flag_after_commit
@@ -69,19 +70,32 @@ class Intake:
         model_ref: str,
         idempotency_key: str | None = None,
         request_digest: str | None = None,
+        *,
+        lane: Lane = Lane.BATCH,
+        deadline_at: datetime | None = None,
     ) -> tuple[Job, bool]:
         """A new OPEN job for ``model_ref`` ("name" or "name:version"), or, with a key already
         used by ``owner``, that job (``created`` False; another ``request_digest`` than the
-        one it was opened with raises ``db.idempotency.IdempotencyKeyReused``)."""
+        one it was opened with raises ``db.idempotency.IdempotencyKeyReused``). ``lane``:
+        interactive jobs go to the model's priority queue."""
         model = find_model(session, model_ref)
-        return jobs.open_job(session, owner, model, idempotency_key, request_digest)
+        return jobs.open_job(
+            session,
+            owner,
+            model,
+            idempotency_key,
+            request_digest,
+            lane=lane,
+            deadline_at=deadline_at,
+        )
 
     def add_blobs(
         self, session: Session, job: Job, items: Sequence[tuple[str, BlobInfo]]
     ) -> list[Image]:
         """Add ``(ref, BlobInfo)`` images to an open job; they are sent when the session commits
-        (processing overlaps the rest of the upload)."""
-        images = jobs.add_images(session, job, list(items))
+        (processing overlaps the rest of the upload). Raises ``db.model_queue.QueueFull`` past
+        the cap of the job's lane (settings ``queue_cap``, ``interactive_queue_cap``)."""
+        images = jobs.add_images(session, job, list(items), queue_cap=self._cap(job))
         self._send_after_commit(session, job, images)
         return images
 
@@ -100,10 +114,20 @@ class Intake:
         seal: bool = True,
         idempotency_key: str | None = None,
         request_digest: str | None = None,
+        lane: Lane = Lane.BATCH,
+        deadline_at: datetime | None = None,
     ) -> tuple[Job, bool]:
         """Open, fill and (unless ``seal`` is False) seal a job in one go; a replayed
         ``idempotency_key`` returns the existing job untouched (``created`` False)."""
-        job, created = self.open_job(session, owner, model_ref, idempotency_key, request_digest)
+        job, created = self.open_job(
+            session,
+            owner,
+            model_ref,
+            idempotency_key,
+            request_digest,
+            lane=lane,
+            deadline_at=deadline_at,
+        )
         if created:
             self.add_blobs(session, job, items)
             if seal:
@@ -116,8 +140,14 @@ class Intake:
         set_cancel_flag_after_commit(session, self.redis, job.id)
         return job
 
+    def _cap(self, job: Job) -> int:
+        interactive = job.lane == Lane.INTERACTIVE
+        return self.settings.interactive_queue_cap if interactive else self.settings.queue_cap
+
     def _send_after_commit(self, session: Session, job: Job, images: Sequence[Image]) -> None:
         pairs = [(image.id, image.blob_key) for image in images]
+        interactive = job.lane == Lane.INTERACTIVE
+        size = self.settings.chunk_size
         enqueue_after_commit(
-            session, self.celery, job.id, job.model_ref, pairs, self.settings.chunk_size
+            session, self.celery, job.id, job.model_ref, pairs, size, interactive=interactive
         )

@@ -129,9 +129,14 @@ def _config(settings: Settings) -> dict[str, object]:
     }
 
 
-def _transport_options(settings: Settings) -> dict[str, int]:
+def _transport_options(settings: Settings) -> dict[str, int | str]:
     visibility = settings.visibility_timeout_s
     return {
+        # A model's workers consume its priority queue and its batch queue (-Q in that order):
+        # kombu's default round-robin would alternate between them, so an urgent image could
+        # wait behind a batch chunk per image ahead of it; "priority" asks the first queue
+        # first, every time (BRPOP takes keys in order).
+        "queue_order_strategy": "priority",
         # Redis redelivers an unacked message after this: it must exceed the chunk's hard time
         # limit (Settings.check enforces it), or long chunks would run twice.
         "visibility_timeout": visibility,

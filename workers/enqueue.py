@@ -14,11 +14,20 @@ from typing import Any, Protocol
 
 from celery import Celery
 
-from workers.queues import infer_queue, model_name_of
+from workers.queues import lane_queue, model_name_of
 
 INFER_TASK = "medflow.infer_chunk"
 # When the chunk was sent (epoch seconds): the worker reports how long it waited in the queue.
 SENT_AT_HEADER = "medflow_sent_at"
+# infer_chunk(..., interactive=True): a chunk of the interactive lane, so that a worker retrying
+# its images one by one (workers.tasks.infer.isolate) sends them back to the priority queue. A
+# keyword, not a header: the hard time limit's handler sees the task's args and kwargs only.
+INTERACTIVE_KWARG = "interactive"
+
+
+def lane_kwargs(interactive: bool) -> dict[str, Any]:
+    """infer_chunk's keyword arguments for a lane (none for the batch: messages as before)."""
+    return {INTERACTIVE_KWARG: True} if interactive else {}
 
 
 class ImageLike(Protocol):
@@ -35,9 +44,14 @@ def enqueue_images(
     model_ref: str,
     images: Iterable[ImageLike] | Iterable[Sequence[Any]],
     chunk_size: int,
+    *,
+    interactive: bool = False,
 ) -> int:
-    """Send ``images`` (Image rows, or ``(image_id, blob_key)`` pairs); returns chunks sent."""
-    queue = infer_queue(model_name_of(model_ref))
+    """Send ``images`` (Image rows, or ``(image_id, blob_key)`` pairs); returns chunks sent.
+
+    ``interactive``: to the model's priority queue, which its workers drain first.
+    """
+    queue = lane_queue(model_name_of(model_ref), interactive)
     sent = 0
     # One producer (one connection) for the whole job instead of one per chunk.
     with celery.producer_or_acquire() as producer:
@@ -45,6 +59,7 @@ def enqueue_images(
             celery.send_task(
                 INFER_TASK,
                 args=[job_id, model_ref, chunk],
+                kwargs=lane_kwargs(interactive),
                 queue=queue,
                 producer=producer,
                 headers={SENT_AT_HEADER: time.time()},

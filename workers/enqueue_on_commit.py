@@ -25,9 +25,12 @@ def enqueue_after_commit(
     model_ref: str,
     images: Sequence[tuple[int, str]],
     chunk_size: int,
+    *,
+    interactive: bool = False,
 ) -> None:
     """Send ``(image_id, blob_key)`` pairs once ``session``'s transaction commits; never on
     rollback. Read the pairs inside the transaction (ids exist only after the flush).
+    ``interactive``: to the model's priority queue (as enqueue_images).
 
     A failed send is logged, not raised: the rows are committed as pending and sent, so the
     reconciler re-queues them after ``pending_timeout_s``.
@@ -38,7 +41,7 @@ def enqueue_after_commit(
 
     def send_images() -> None:
         try:
-            enqueue_images(celery, job_id, model_ref, pairs, chunk_size)
+            enqueue_images(celery, job_id, model_ref, pairs, chunk_size, interactive=interactive)
         except Exception as exc:
             log.warning(
                 "job %s: enqueue failed (%s); the reconciler will re-queue its images",

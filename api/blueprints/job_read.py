@@ -15,7 +15,7 @@ from flask import Blueprint, Response, request
 from sqlalchemy import select
 
 from api.auth import Caller, caller, require
-from api.blueprints.jobs import job_body, visible_job
+from api.blueprints.jobs import job_body, job_with_queue, queue_rows, visible_job
 from api.blueprints.paging import bool_arg, int_arg, invalid_arg
 from api.extensions import request_session, services
 from api.receipts import add_receipts
@@ -39,7 +39,9 @@ def index() -> dict[str, Any]:
     limit = int_arg("limit", default=50, minimum=1, maximum=MAX_JOBS_PAGE)
     before = request.args.get("before") or None
     owner = None if who.sees_all_jobs() else who.id
-    items = [job_body(job) for job in list_jobs(request_session(), owner, limit, before)]
+    jobs = list_jobs(request_session(), owner, limit, before)
+    queues = queue_rows(request_session(), jobs)
+    items = [job_body(job, queues.get(job.model_name)) for job in jobs]
     more = len(items) == limit
     return {
         "items": items,
@@ -50,8 +52,10 @@ def index() -> dict[str, Any]:
 @bp.get("/<job_id>")
 @require(Role.SUBMITTER, Role.OPERATOR, Role.ADMIN, reads_in_request_session=True)
 def show(job_id: str) -> dict[str, Any]:
-    # The status poll: the key and the job are read through one connection, in autocommit.
-    return job_body(visible_job(request_session(), job_id, caller()))
+    # The status poll: the key and the job (with its model's queue, for the ETA) are read
+    # through one connection, in autocommit.
+    job, queue = job_with_queue(request_session(), job_id, caller())
+    return job_body(job, queue)
 
 
 @bp.get("/<job_id>/results")

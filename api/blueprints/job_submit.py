@@ -8,6 +8,7 @@ processing overlaps the upload; the seal only says that no more will come.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -18,11 +19,13 @@ from api.blueprints.intake import Intake, invalid, read_intake, store
 from api.blueprints.jobs import job_body, job_response, visible_job
 from api.errors import ApiError
 from api.extensions import services
+from api.lane import check_deadline, parse_deadline
 from api.serialize import intended_use
 from api.upload_slots import upload_slot
 from db.idempotency import check_same_request, key_hash, request_digest
 from db.model_registry import find_model
-from db.models import ApiKey, Job, JobStatus, ModelVersion, Role
+from db.model_queue import row_for
+from db.models import ApiKey, Job, JobStatus, Lane, ModelVersion, Role
 from db.session import session_scope
 
 bp = Blueprint("job_submit", __name__, url_prefix="/v1/jobs")
@@ -43,9 +46,13 @@ def submit() -> Response:
     if replay is not None:  # before storing anything: a retry must not import again
         return job_response(replay, 200)
     _require_images(intake)
+    deadline_at = parse_deadline(deadline_field(), datetime.now(UTC))
     with session_scope(services().sessions) as session:
-        # A typo'd or (in production) non-clinical model fails before any upload is stored.
-        _require_clinical(find_model(session, intake.model))
+        # A typo'd or (in production) non-clinical model, or an unmeetable deadline, fails
+        # before any upload is stored.
+        model = find_model(session, intake.model)
+        _require_clinical(model)
+        check_deadline(session, model.name, Lane.BATCH, intake.count, deadline_at)
     stored = store(intake)
     with session_scope(services().sessions) as session:
         owner = session.get_one(ApiKey, who.id)
@@ -57,8 +64,10 @@ def submit() -> Response:
             seal=intake.seal,
             idempotency_key=key,
             request_digest=digest,
+            deadline_at=deadline_at,
         )
-        body = job_body(job, formats=stored.formats) if created else job_body(job)
+        queue = row_for(session, job.model_name)
+        body = job_body(job, queue, formats=stored.formats) if created else job_body(job, queue)
     return job_response(body, 202 if created else 200)
 
 
@@ -75,7 +84,8 @@ def add(job_id: str) -> Response:
     with session_scope(services().sessions) as session:
         job = _open_job(session, job_id, who)
         added = services().intake.add_blobs(session, job, stored.images)
-        body = job_body(job, added=len(added), formats=stored.formats)
+        queue = row_for(session, job.model_name)
+        body = job_body(job, queue, added=len(added), formats=stored.formats)
     return job_response(body, 200)
 
 
@@ -84,7 +94,7 @@ def add(job_id: str) -> Response:
 def seal(job_id: str) -> Response:
     with session_scope(services().sessions) as session:
         job = services().intake.seal(session, _open_job(session, job_id, caller()))
-        body = job_body(job)
+        body = job_body(job, row_for(session, job.model_name))
     return job_response(body, 200)
 
 
@@ -96,6 +106,14 @@ def cancel(job_id: str) -> Response:
         job = services().intake.cancel(session, visible_job(session, job_id, who), who.actor)
         body = job_body(job)
     return job_response(body, 200)
+
+
+def deadline_field() -> Any:
+    """The request's ``deadline`` (a form field or a JSON member), unparsed."""
+    if request.is_json:
+        body = request.get_json(silent=True)
+        return body.get("deadline") if isinstance(body, dict) else None
+    return request.form.get("deadline")
 
 
 def _idempotency_key() -> str | None:

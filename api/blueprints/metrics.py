@@ -34,7 +34,7 @@ from api.errors import ApiError
 from api.extensions import services
 from api.readiness import monitor
 from db.models import AuditEvent, Image, ImageStatus, Job, UTCDateTime
-from workers.queues import RESULTS_QUEUE, infer_queue
+from workers.queues import RESULTS_QUEUE, infer_queue, priority_queue
 from workers.refusals import REFUSED_COUNTER
 
 bp = Blueprint("metrics", __name__)
@@ -238,7 +238,9 @@ def _serving_gauges(app: Flask) -> Iterator[GaugeMetricFamily]:
 
 def _queue_gauges() -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
     gauge = GaugeMetricFamily("medflow_queue_depth", "Messages waiting per queue", labels=["queue"])
-    queues = [infer_queue(name) for name in services().settings.models] + [RESULTS_QUEUE]
+    models = services().settings.models
+    queues = [q for name in models for q in (priority_queue(name), infer_queue(name))]
+    queues.append(RESULTS_QUEUE)
     client = services().redis
     for queue in queues:
         gauge.add_metric([queue], client.llen(queue))

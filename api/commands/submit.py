@@ -152,6 +152,16 @@ def upload(client: MedflowClient, job_id: str, files: list[Path], batch_bytes: i
     progress.finish()
 
 
+def eta_text(job: dict[str, Any]) -> str:
+    """``  eta 42 s (120 ahead at 28.1 img/s)`` from the job's ``eta``; empty without one."""
+    eta = job.get("eta") or {}
+    basis = eta.get("basis") or {}
+    if eta.get("seconds") is None:
+        return "  eta unknown (rate not measured yet)" if eta else ""
+    ahead, rate = basis.get("images_ahead", 0), basis.get("rate_per_s") or 0.0
+    return f"  eta {eta['seconds']:.0f} s ({ahead} ahead at {rate:.1f} img/s)"
+
+
 def wait_for(client: MedflowClient, job_id: str) -> dict[str, Any]:
     """Poll until the job is final, drawing progress; then print a summary."""
     progress, started, delay = Progress(), time.monotonic(), POLL_MIN_S
@@ -162,7 +172,8 @@ def wait_for(client: MedflowClient, job_id: str) -> dict[str, Any]:
             done = c["succeeded"] + c["failed"] + c["cancelled"]
             # The server's rate (first result to now): most images may be done before the wait.
             rate = job.get("throughput_per_s") or 0.0
-            progress.update(f"{job.get('status')} {bar(done, c['total'])}  {rate:.1f} img/s")
+            line = f"{job.get('status')} {bar(done, c['total'])}  {rate:.1f} img/s"
+            progress.update(line + eta_text(job))
             if job.get("status") in FINAL_STATUSES:
                 break
             time.sleep(delay)

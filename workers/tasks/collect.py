@@ -21,6 +21,7 @@ from messages.scored_image import ScoredImage
 from workers import db_sessions, metrics, resources
 from workers.app import settings_of
 from workers.chunk_ledger import mark_final
+from workers.finished import announce_finished
 from workers.queues import RESULTS_QUEUE
 from workers.refusals import authentic_chunk, count_refusal
 from workers.tasks.anchor import ANCHOR_TASK
@@ -56,6 +57,8 @@ def collect(self: Task, message: dict[str, Any]) -> int:
         written = record_results(session, chunk.job_id, images)
         finished = written > 0 and job_finished(session, chunk.job_id)
         closed = _closed_now(session, chunk.job_id, written)
+    if finished:  # after the commit: a waiter woken now finds the results
+        announce(settings, chunk.job_id)
     note_final(settings, chunk)
     _observe(written, closed)
     log.info("collected %d results, %d written", len(chunk.images), written)
@@ -115,3 +118,10 @@ def _observe(written: int, closed: tuple[str, float] | None) -> None:
     metrics.AUDIT_APPENDS.inc(written + (1 if closed is not None else 0))
     if closed is not None:
         metrics.JOB_SECONDS.labels(closed[0]).observe(closed[1])
+
+
+def announce(settings: Any, job_id: str) -> None:
+    try:
+        announce_finished(resources.redis_client(settings.redis_url), job_id)
+    except Exception as exc:  # the waiter times out into a 202; the job itself is done
+        log.warning("job %s: finish not announced (%s)", job_id, type(exc).__name__)

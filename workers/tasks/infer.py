@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery, Task, shared_task
@@ -27,8 +28,8 @@ from workers import fault_hooks, metrics, model_cache, resources
 from workers.app import image_time_limits, settings_of
 from workers.cancel import is_cancelled
 from workers.chunk_ledger import count_start, forget_starts, not_final
-from workers.enqueue import INFER_TASK, SENT_AT_HEADER
-from workers.queues import RESULTS_QUEUE, infer_queue, model_name_of
+from workers.enqueue import INFER_TASK, INTERACTIVE_KWARG, SENT_AT_HEADER, lane_kwargs
+from workers.queues import RESULTS_QUEUE, lane_queue, model_name_of
 
 if TYPE_CHECKING:  # onnxruntime must not load in the worker's parent process (not fork-safe)
     from pipeline.predict import Predictor
@@ -36,6 +37,16 @@ if TYPE_CHECKING:  # onnxruntime must not load in the worker's parent process (n
 log = logging.getLogger(__name__)
 
 COLLECT_TASK = "medflow.collect"
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    """Where a chunk's images go when they are retried alone: the queue they came from (an
+    interactive job's chunk to the model's priority queue, not behind the batch)."""
+
+    job_id: str
+    model_ref: str
+    interactive: bool = False
 
 
 class InferTask(Task):
@@ -48,13 +59,16 @@ class InferTask(Task):
         job_id, model_ref, items = args
         log.warning("chunk of %d images killed at its hard time limit", len(items))
         todo = [(int(i), str(k)) for i, k in items]
-        abandon(self.app, task_id, job_id, model_ref, todo, ErrorCode.TIMED_OUT, 1)
+        chunk = ChunkRef(job_id, model_ref, bool((kwargs or {}).get(INTERACTIVE_KWARG)))
+        abandon(self.app, task_id, chunk, todo, ErrorCode.TIMED_OUT, 1)
 
 
 @shared_task(
     name="medflow.infer_chunk", bind=True, base=InferTask, ignore_result=True, acks_late=True
 )
-def infer_chunk(self: Task, job_id: str, model_ref: str, items: list[list[Any]]) -> None:
+def infer_chunk(
+    self: Task, job_id: str, model_ref: str, items: list[list[Any]], interactive: bool = False
+) -> None:
     # Time limits come from Settings through the app's task_annotations (workers/app.py), or,
     # for an image retried alone, from the message (isolate below).
     settings = settings_of(self.app)
@@ -67,11 +81,12 @@ def infer_chunk(self: Task, job_id: str, model_ref: str, items: list[list[Any]])
         log.info("chunk of %d images skipped: all written already", len(items))
         return
     starts = count_start(client, str(self.request.id))
+    chunk = ChunkRef(job_id, model_ref, interactive)
     if starts > settings.chunk_start_limit:
         # Every earlier start died with its process (acks-late put the message back each time).
         log.warning("chunk of %d images started %d times: giving up on it", len(todo), starts)
         code = ErrorCode.WORKER_CRASHED
-        abandon(self.app, self.request.id, job_id, model_ref, todo, code, starts - 1)
+        abandon(self.app, self.request.id, chunk, todo, code, starts - 1)
         return
     _observe_wait(model_name_of(model_ref), self.request.get(SENT_AT_HEADER))
     sender = BatchSender(self, job_id, model_name_of(model_ref))
@@ -81,7 +96,7 @@ def infer_chunk(self: Task, job_id: str, model_ref: str, items: list[list[Any]])
     except SoftTimeLimitExceeded:
         left = [item for item in todo if item[0] not in sender.sent]
         log.warning("chunk timed out with %d of %d images unfinished", len(left), len(todo))
-        abandon(self.app, self.request.id, job_id, model_ref, left, ErrorCode.TIMED_OUT, starts)
+        abandon(self.app, self.request.id, chunk, left, ErrorCode.TIMED_OUT, starts)
     else:
         forget_starts(client, str(self.request.id))
     elapsed_ms = (time.perf_counter() - started) * 1000
@@ -122,8 +137,7 @@ def send_results(app: Celery, chunk_id: str, job_id: str, results: list[ScoredIm
 def abandon(
     app: Celery,
     chunk_id: str,
-    job_id: str,
-    model_ref: str,
+    chunk: ChunkRef,
     items: list[tuple[int, str]],
     code: ErrorCode,
     n: int,
@@ -131,10 +145,10 @@ def abandon(
     """A chunk that cannot finish. Alone, its image fails with ``code``; with mates, every
     image is retried by itself, so the one at fault fails alone and the others complete."""
     if len(items) > 1:
-        isolate(app, job_id, model_ref, items)
+        isolate(app, chunk, items)
         return
     message = _ABANDONED[code].format(n=n, limit=image_time_limits(settings_of(app))[1])
-    send_results(app, chunk_id, job_id, [ScoredImage.failure(items[0][0], code, message)])
+    send_results(app, chunk_id, chunk.job_id, [ScoredImage.failure(items[0][0], code, message)])
 
 
 _ABANDONED = {
@@ -143,16 +157,18 @@ _ABANDONED = {
 }
 
 
-def isolate(app: Celery, job_id: str, model_ref: str, items: list[tuple[int, str]]) -> None:
-    """One single-image task per image, on the short per-image time limits. This task then
-    returns and is acked: the new messages replace it, they do not add to it."""
+def isolate(app: Celery, chunk: ChunkRef, items: list[tuple[int, str]]) -> None:
+    """One single-image task per image, on the short per-image time limits, in the chunk's own
+    lane. This task then returns and is acked: the new messages replace it, they do not add
+    to it."""
     soft, hard = image_time_limits(settings_of(app))
-    queue = infer_queue(model_name_of(model_ref))
+    queue = lane_queue(model_name_of(chunk.model_ref), chunk.interactive)
     with app.producer_or_acquire() as producer:
         for image_id, blob_key in items:
             app.send_task(
                 INFER_TASK,
-                args=[job_id, model_ref, [[image_id, blob_key]]],
+                args=[chunk.job_id, chunk.model_ref, [[image_id, blob_key]]],
+                kwargs=lane_kwargs(chunk.interactive),
                 queue=queue,
                 producer=producer,
                 soft_time_limit=soft,

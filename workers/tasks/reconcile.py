@@ -22,6 +22,7 @@ from workers import db_sessions, resources
 from workers.app import settings_of
 from workers.enqueue_on_commit import enqueue_after_commit
 from workers.inflight import read_in_flight
+from workers.tasks.collect import announce, job_finished
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,8 @@ RECONCILE_BATCH = 2000
 # milliseconds (250 KB steps), and the API's request timeout is shorter than this.
 SPOOL_IDLE_S = 600
 
-# (job_id, model_ref) -> [(id, key, attempts)]
-Chunks = dict[tuple[str, str], list[tuple[int, str, int]]]
+# (job_id, model_ref, interactive) -> [(id, key, attempts)]
+Chunks = dict[tuple[str, str, bool], list[tuple[int, str, int]]]
 Exhausted = dict[str, list[tuple[int, int]]]  # job_id -> [(image id, attempts)]
 
 
@@ -63,7 +64,7 @@ def reconcile(self: Task) -> int:
 def seal_idle_jobs(app: Celery, settings: Settings) -> int:
     """Seal open jobs abandoned by their uploader (db.job_expiry), one transaction each."""
     from db.job_expiry import idle_open_jobs, seal_idle
-    from db.models import Job, utcnow
+    from db.models import Job, Lane, utcnow
     from db.session import session_scope
 
     factory, now, idle_s = db_sessions.session_factory(settings), utcnow(), settings.open_job_idle_s
@@ -75,7 +76,10 @@ def seal_idle_jobs(app: Celery, settings: Settings) -> int:
                 (image.id, image.blob_key) for image in seal_idle(session, job_id, idle_s, now)
             ]
             job = session.get_one(Job, job_id)
-            enqueue_after_commit(session, app, job_id, job.model_ref, unsent, settings.chunk_size)
+            interactive = job.lane == Lane.INTERACTIVE
+            enqueue_after_commit(
+                session, app, job_id, job.model_ref, unsent, settings.chunk_size, interactive=interactive
+            )
     return len(job_ids)
 
 
@@ -86,16 +90,21 @@ def max_run_s(settings: Settings) -> float:
 
 
 def send_again(
-    session: Any, app: Celery, key: tuple[str, str], images: list[tuple[int, str, int]], size: int
+    session: Any,
+    app: Celery,
+    key: tuple[str, str, bool],
+    images: list[tuple[int, str, int]],
+    size: int,
 ) -> None:
     """Once ``session`` commits: images lost once go back in chunks; an image lost again goes
     alone, so that whatever made its chunk vanish (a hang the time limits did not catch) cannot
-    take mates with it."""
-    job_id, model_ref = key
+    take mates with it. Both go back to the lane they came from (an interactive job's to the
+    model's priority queue)."""
+    job_id, model_ref, interactive = key
     grouped = [(i, k) for i, k, attempts in images if attempts <= 1]
     alone = [(i, k) for i, k, attempts in images if attempts > 1]
-    enqueue_after_commit(session, app, job_id, model_ref, grouped, size)
-    enqueue_after_commit(session, app, job_id, model_ref, alone, 1)
+    enqueue_after_commit(session, app, job_id, model_ref, grouped, size, interactive=interactive)
+    enqueue_after_commit(session, app, job_id, model_ref, alone, 1, interactive=interactive)
 
 
 def claim_stale(
@@ -105,6 +114,7 @@ def claim_stale(
     in one transaction, and sent through ``celery`` when it commits) and those sent
     ``max_attempts`` times already, to fail."""
     from db.collect import mark_enqueued, stale_pending
+    from db.models import Lane
     from db.session import session_scope
 
     by_job: Chunks = defaultdict(list)
@@ -120,9 +130,9 @@ def claim_stale(
                 exhausted[image.job_id].append((image.id, image.attempts))
                 continue
             again.append(image.id)
-            by_job[(image.job_id, image.job.model_ref)].append(
-                (image.id, image.blob_key, image.attempts)
-            )
+            job = image.job  # loaded with it
+            key = (image.job_id, job.model_ref, job.lane == Lane.INTERACTIVE)
+            by_job[key].append((image.id, image.blob_key, image.attempts))
         mark_enqueued(session, again)
         for key, claimed in by_job.items():
             if celery is not None:
@@ -139,4 +149,7 @@ def fail_exhausted(settings: Settings, exhausted: Exhausted) -> int:
     for job_id, images in exhausted.items():
         with session_scope(db_sessions.session_factory(settings)) as session:
             failed += give_up(session, job_id, images)
+            finished = job_finished(session, job_id)
+        if finished:
+            announce(settings, job_id)
     return failed

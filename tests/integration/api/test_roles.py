@@ -39,6 +39,8 @@ TABLE: dict[str, tuple[str, str, str | None, tuple[int, ...]]] = {
     "add images": ("POST", "/v1/jobs/{job}/images", "files", (200, 404, 403, 403, 200, 401)),
     "seal": ("POST", "/v1/jobs/{job}/seal", None, (200, 404, 403, 403, 200, 401)),
     "cancel": ("POST", "/v1/jobs/{job}/cancel", None, (200, 404, 200, 403, 200, 401)),
+    # No worker serves the model here: a short timeout_s makes it a 202 (the job to poll).
+    "infer": ("POST", "/v1/infer", "infer", (202, 202, 403, 403, 202, 401)),
     "list models": ("GET", "/v1/models", None, (200, 200, 200, 403, 200, 401)),
     # An empty upload: 400 proves the admin got past authorisation without registering anything.
     "register model": ("POST", "/v1/models", "files", (403, 403, 403, 403, 400, 401)),
@@ -88,6 +90,11 @@ def _body(kind: str | None) -> dict[str, Any]:
     if kind == "files":
         return {
             "data": {"files": [(io.BytesIO(PNG), "a.png")]},
+            "content_type": "multipart/form-data",
+        }
+    if kind == "infer":
+        return {
+            "data": {"file": (io.BytesIO(PNG), "a.png"), "model": MODEL, "timeout_s": "0.05"},
             "content_type": "multipart/form-data",
         }
     return {}

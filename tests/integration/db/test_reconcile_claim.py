@@ -33,7 +33,7 @@ def test_stale_images_are_resent_until_max_attempts_then_failed(
     resend, exhausted = claim_stale(settings)
     model_ref = f"{job.model_name}:{job.model_version}@{job.model_sha256}"
     # With the attempts they had: image 1, lost twice now, is sent again alone (send_again).
-    assert resend == {(job.id, model_ref): [(images[1].id, images[1].blob_key, 2),
+    assert resend == {(job.id, model_ref, False): [(images[1].id, images[1].blob_key, 2),
                                             (images[2].id, images[2].blob_key, 1)]}  # fmt: skip
     assert exhausted == {job.id: [(images[0].id, 3)]}
     assert fail_exhausted(settings, exhausted) == 1

@@ -88,8 +88,11 @@ def test_each_worker_scales_on_its_own_queue_from_zero(rendered: list[dict[str, 
     assert len(workers) >= 2
     for worker in workers:
         name, model = worker["metadata"]["name"], worker["metadata"]["labels"]["model"]
-        (trigger,) = scaled[name]["spec"]["triggers"]
-        assert trigger["type"] == "redis" and trigger["metadata"]["listName"] == f"infer.{model}"
+        triggers = scaled[name]["spec"]["triggers"]
+        assert {t["type"] for t in triggers} == {"redis"}
+        # The batch queue and the interactive lane: an urgent image wakes a model at zero too.
+        lists = {t["metadata"]["listName"] for t in triggers}
+        assert lists == {f"infer.{model}", f"infer.{model}.priority"}
         assert scaled[name]["spec"]["minReplicaCount"] == 0
         assert name in budgets
     assert "medflow-api" in budgets
