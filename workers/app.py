@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from config.settings import Settings
+from workers.queue_order import STRATEGY as QUEUE_ORDER
 from workers.queues import DEFAULT_QUEUE, RESULTS_QUEUE
 
 # Imported by worker processes only (the API sends tasks by name and never imports these).
@@ -132,11 +133,9 @@ def _config(settings: Settings) -> dict[str, object]:
 def _transport_options(settings: Settings) -> dict[str, int | str]:
     visibility = settings.visibility_timeout_s
     return {
-        # A model's workers consume its priority queue and its batch queue (-Q in that order):
-        # kombu's default round-robin would alternate between them, so an urgent image could
-        # wait behind a batch chunk per image ahead of it; "priority" asks the first queue
-        # first, every time (BRPOP takes keys in order).
-        "queue_order_strategy": "priority",
+        # A model's workers consume its priority queue and its batch queue: ask for the
+        # priority queue first, every time (workers/queue_order.py), not in round robin.
+        "queue_order_strategy": QUEUE_ORDER,
         # Redis redelivers an unacked message after this: it must exceed the chunk's hard time
         # limit (Settings.check enforces it), or long chunks would run twice.
         "visibility_timeout": visibility,

@@ -25,8 +25,8 @@ def lane_queue(model_name: str, interactive: bool) -> str:
 
 
 def worker_queues(model_name: str) -> str:
-    """``celery worker -Q`` of a model's workers: the priority queue first (app.py's
-    ``queue_order_strategy`` keeps this order instead of round-robin)."""
+    """``celery worker -Q`` of a model's workers (workers/queue_order.py asks for the priority
+    queue first whatever the order here)."""
     return f"{priority_queue(model_name)},{infer_queue(model_name)}"
 
 

@@ -276,18 +276,21 @@ class E2EStack:
     # The workers' consumption, for tests that need a queue to stand still ----------------------
 
     @contextmanager
-    def paused(self) -> Iterator[None]:
-        """Workers stop taking chunks from the model's queue (what an operator does in Flower
-        with "cancel consumer"); chunks already taken finish. Resumed on exit."""
+    def paused(self, *queues: str) -> Iterator[None]:
+        """Workers stop taking chunks from ``queues`` (default: the model's batch queue), as an
+        operator does in Flower with "cancel consumer"; chunks already taken finish. Resumed on
+        exit, in the order given."""
         node = self.worker_node()
         control = self.celery.control
-        replies = control.cancel_consumer(self.queue, destination=[node], reply=True, timeout=10)
-        assert replies, f"no reply from {node} to cancel_consumer\n{self.diagnose()}"
+        for queue in queues or (self.queue,):
+            replies = control.cancel_consumer(queue, destination=[node], reply=True, timeout=10)
+            assert replies, f"no reply from {node} to cancel_consumer\n{self.diagnose()}"
         try:
             yield
         finally:
-            replies = control.add_consumer(self.queue, destination=[node], reply=True, timeout=10)
-            assert replies, f"no reply from {node} to add_consumer\n{self.diagnose()}"
+            for queue in queues or (self.queue,):
+                replies = control.add_consumer(queue, destination=[node], reply=True, timeout=10)
+                assert replies, f"no reply from {node} to add_consumer\n{self.diagnose()}"
 
     def worker_node(self) -> str:
         return f"infer-{self.model}@{socket.gethostname()}"
