@@ -14,6 +14,7 @@ from typing import Any
 from api.errors import ApiError
 from db.model_queue import QueueFull, forecast, seconds_until_meetable, seconds_until_room
 from db.models import Lane
+from pipeline.errors import ErrorCode
 
 MAX_DEADLINE_S = 7 * 24 * 3600
 
@@ -70,7 +71,7 @@ def check_deadline(
         return
     wait_s = seconds_until_meetable(outlook, within_s)
     raise ApiError(
-        "DEADLINE_UNMEETABLE",
+        ErrorCode.DEADLINE_UNMEETABLE.value,
         "the model's queue cannot finish these images by the deadline",
         429,
         {"eta_s": outlook.eta_s, "deadline_in_s": round(within_s, 1), **outlook.basis()},
@@ -80,7 +81,7 @@ def check_deadline(
 
 def queue_full(exc: QueueFull) -> ApiError:
     return ApiError(
-        "QUEUE_FULL",
+        ErrorCode.QUEUE_FULL.value,
         "the model's queue is full; retry later",
         429,
         {"queued": exc.queued, "cap": exc.cap, "requested": exc.requested},

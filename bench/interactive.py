@@ -33,7 +33,14 @@ from api.children import free_port
 from api.client import MedflowClient
 from api.stack import Stack
 from bench.end_to_end import bench_database, claimed_redis_db
-from bench.report import RESULTS_DIR, load_average, machine_facts, percentile, utc_stamp
+from bench.report import (
+    RESULTS_DIR,
+    interactive_rows,
+    load_average,
+    machine_facts,
+    percentile,
+    utc_stamp,
+)
 from config.settings import REPO_ROOT, Settings
 
 MODEL = "nodule-detector"
@@ -46,11 +53,6 @@ WORKDIR = REPO_ROOT / "var" / "bench"
 DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 BENCH_DATABASE = "medflow_bench_interactive"
 REDIS_DB = 12
-# Targets (issue 14): quiet p50/p99 in ms; under load, multiples of one chunk plus one image;
-# the ETA given at submission within this fraction of the actual time.
-QUIET_P50_MS, QUIET_P99_MS = 150.0, 300.0
-LOADED_P50_X, LOADED_P99_X = 1.5, 3.0
-ETA_TOLERANCE = 0.25
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     path = write(result, args.out)
     print(f"interactive: results in {path}", file=sys.stderr)
     print()
-    for label, value in rows(result):
-        print(f"{label:<58} {value}")
+    for label, value in interactive_rows(result):
+        print(f"{label:<62} {value}")
     return 0
 
 
@@ -138,15 +140,42 @@ def _stack(database_url: str, redis_url: str, files: Sequence[Path], workdir: Pa
 
 
 def infer_once(client: MedflowClient, path: Path) -> tuple[float, int, dict[str, Any]]:
-    started = time.perf_counter()
+    started, sent = time.perf_counter(), time.time()
     status, body = client.infer(path, MODEL, timeout_s=60, idempotency_key=uuid.uuid4().hex)
-    return (time.perf_counter() - started) * 1000, status, body
+    elapsed = time.perf_counter() - started
+    body["_sent"], body["_answered"] = sent, sent + elapsed  # for breakdown(), not reported
+    return elapsed * 1000, status, body
 
 
 def quiet(client: MedflowClient, dicom: Path, count: int) -> dict[str, Any]:
     load = load_average()
     runs = [infer_once(client, dicom) for _ in range(count)]
-    return {**_latency([ms for ms, *_ in runs], runs), "load_before": load, "load": load_average()}
+    return {
+        **_latency([ms for ms, *_ in runs], runs),
+        "breakdown_ms_p50": breakdown(client, runs),
+        "load_before": load,
+        "load": load_average(),
+    }
+
+
+def breakdown(client: MedflowClient, runs: list[tuple[float, int, dict[str, Any]]]) -> dict:
+    """Median ms of each leg, from the job's created_at and the result's completed_at (same
+    clock): request to job row (upload, store, checks), job row to result row (queue, worker,
+    collector), result row to answer (announcement, read, response)."""
+    legs: dict[str, list[float]] = {"to_job_row": [], "to_result_row": [], "to_answer": []}
+    for _, status, body in runs:
+        if status != 200:
+            continue
+        created = _epoch(client.get_job(str(body["job_id"]))["created_at"])
+        completed = _epoch(body["completed_at"])
+        legs["to_job_row"].append((created - body["_sent"]) * 1000)
+        legs["to_result_row"].append((completed - created) * 1000)
+        legs["to_answer"].append((body["_answered"] - completed) * 1000)
+    return {leg: _round(percentile(values, 50)) for leg, values in legs.items()}
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def _latency(latencies: list[float], runs: list[tuple[float, int, dict[str, Any]]]) -> dict:
@@ -195,8 +224,7 @@ def wait_job(client: MedflowClient, job_id: str, timeout_s: float = 1800) -> dic
 def _batch_figures(
     client: MedflowClient, job: dict[str, Any], eta_s: float | None, submitted: float
 ) -> dict[str, Any]:
-    finished = datetime.fromisoformat(str(job["finished_at"]).replace("Z", "+00:00"))
-    actual_s = finished.timestamp() - submitted
+    actual_s = _epoch(str(job["finished_at"])) - submitted
     results = list(client.iter_results(str(job["id"])))
     per_image = [_worker_ms(r) for r in results if r.get("status") == "succeeded"]
     counts = job.get("counts") or {}
@@ -245,49 +273,6 @@ def _ratio(value: float | None, reference: float | None) -> float | None:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
-
-
-def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
-    """The benchmark's rows for this lane (``bench.report`` prints them under the table)."""
-    q, lo = result.get("quiet") or {}, result.get("loaded") or {}
-    batches = [b for b in (lo.get("batch"), result.get("quiet_batch")) if b]
-    return [
-        (
-            f"infer quiet p50 / p99 ms ({q.get('requests')} req; < {QUIET_P50_MS:g} / "
-            f"{QUIET_P99_MS:g})",
-            f"{q.get('p50_ms')} / {q.get('p99_ms')}  (load {_load(q)})",
-        ),
-        (
-            f"infer under load p50 / p99 ms ({lo.get('requests')} req)",
-            f"{lo.get('p50_ms')} / {lo.get('p99_ms')}  (load {_load(lo)})",
-        ),
-        (
-            f"  x (chunk + image = {lo.get('chunk_plus_image_ms')} ms; < {LOADED_P50_X:g} / "
-            f"{LOADED_P99_X:g})",
-            f"{lo.get('p50_x')} / {lo.get('p99_x')}",
-        ),
-        (
-            "batch under load: done / images, status",
-            f"{(lo.get('batch') or {}).get('done')} / {(lo.get('batch') or {}).get('images')}, "
-            f"{(lo.get('batch') or {}).get('status')}",
-        ),
-        (
-            f"batch ETA at submit vs actual s (within {ETA_TOLERANCE:.0%})",
-            "; ".join(
-                f"{b.get('eta_at_submit_s')} vs {b.get('actual_s')} ({_pct(b.get('eta_error'))})"
-                for b in batches
-            ),
-        ),
-    ]
-
-
-def _load(section: dict[str, Any]) -> str:
-    before, after = section.get("load_before") or [None], section.get("load") or [None]
-    return f"{before[0]} -> {after[0]}"
-
-
-def _pct(error: float | None) -> str:
-    return "n/a" if error is None else f"{error:+.0%}"
 
 
 def write(result: dict[str, Any], out_dir: Path) -> Path:

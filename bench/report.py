@@ -142,9 +142,14 @@ def write_result(result: Mapping[str, Any], stamp: str, out_dir: Path = RESULTS_
     return path
 
 
-def write_latest(results: Sequence[Mapping[str, Any]], out_dir: Path = RESULTS_DIR) -> Path:
+def write_latest(
+    results: Sequence[Mapping[str, Any]],
+    out_dir: Path = RESULTS_DIR,
+    interactive: Mapping[str, Any] | None = None,
+) -> Path:
     path = out_dir / LATEST_MD
-    path.write_text(markdown_report(results))
+    lane = "" if interactive is None else "\n" + interactive_markdown(interactive)
+    path.write_text(markdown_report(results) + lane)
     return path
 
 
@@ -373,6 +378,70 @@ def _load(result: Mapping[str, Any]) -> str:
 
 def _mib(size: int | None) -> str:
     return "?" if size is None else f"{size / 2**20:.0f}"
+
+
+# The interactive lane (bench.interactive, nodule-detector) ------------------------------------
+
+# Targets (issue 14): quiet p50/p99 in ms; under load, multiples of one chunk plus one image;
+# the ETA given at submission within this fraction of the actual time.
+QUIET_P50_MS, QUIET_P99_MS = 150.0, 300.0
+LOADED_P50_X, LOADED_P99_X = 1.5, 3.0
+ETA_TOLERANCE = 0.25
+
+
+def interactive_rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The interactive lane's rows (bench.interactive's result), printed under the table."""
+    q, lo = result.get("quiet") or {}, result.get("loaded") or {}
+    batches = [b for b in (lo.get("batch"), result.get("quiet_batch")) if b]
+    return [
+        (
+            f"infer quiet p50 / p99 ms ({q.get('requests')} req; < {QUIET_P50_MS:g} / "
+            f"{QUIET_P99_MS:g})",
+            f"{q.get('p50_ms')} / {q.get('p99_ms')}  (load {_lane_load(q)})",
+        ),
+        (
+            f"infer under load p50 / p99 ms ({lo.get('requests')} req)",
+            f"{lo.get('p50_ms')} / {lo.get('p99_ms')}  (load {_lane_load(lo)})",
+        ),
+        (
+            f"  x (chunk + image = {lo.get('chunk_plus_image_ms')} ms; < {LOADED_P50_X:g} / "
+            f"{LOADED_P99_X:g})",
+            f"{lo.get('p50_x')} / {lo.get('p99_x')}",
+        ),
+        (
+            "batch under load: done / images, status",
+            f"{(lo.get('batch') or {}).get('done')} / {(lo.get('batch') or {}).get('images')}, "
+            f"{(lo.get('batch') or {}).get('status')}",
+        ),
+        (
+            f"batch ETA at submit vs actual s (within {ETA_TOLERANCE:.0%})",
+            "; ".join(
+                f"{b.get('eta_at_submit_s')} vs {b.get('actual_s')} ({_pct(b.get('eta_error'))})"
+                for b in batches
+            ),
+        ),
+    ]
+
+
+def _lane_load(section: Mapping[str, Any]) -> str:
+    before, after = section.get("load_before") or [None], section.get("load") or [None]
+    return f"{before[0]} -> {after[0]}"
+
+
+def _pct(error: float | None) -> str:
+    return "n/a" if error is None else f"{error:+.0%}"
+
+
+def interactive_markdown(result: Mapping[str, Any]) -> str:
+    lines = [
+        "## Interactive lane (`POST /v1/infer`, nodule-detector, `python -m bench.interactive`)",
+        "",
+        "| | |",
+        "| --- | ---: |",
+        *(f"| {label.strip()} | {value} |" for label, value in interactive_rows(result)),
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def print_table(results: Sequence[Mapping[str, Any]], out: Any = sys.stdout) -> None:

@@ -19,11 +19,14 @@ from typing import Any
 
 from bench.ceiling import measure_ceiling
 from bench.end_to_end import JobPlan, bench_database, claimed_redis_db, measure_end_to_end
+from bench.interactive import measure as measure_interactive
+from bench.interactive import write as write_interactive
 from bench.naive import measure_naive
 from bench.report import (
     RESULTS_DIR,
     best_ceiling,
     check_targets,
+    interactive_rows,
     load_average,
     machine_facts,
     print_table,
@@ -54,7 +57,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
 REDIS_DB = 11  # tried first; claimed like a test session's database (see bench.end_to_end)
 BENCH_DATABASE = "medflow_bench"
 WORKDIR = REPO_ROOT / "var" / "bench"
-STEPS = ("ceiling", "naive", "e2e")
+STEPS = ("ceiling", "naive", "e2e", "interactive")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,9 +70,17 @@ def main(argv: list[str] | None = None) -> int:
         path = write_result(result, stamp, args.out)
         print(f"{model}: results in {path}", file=sys.stderr)
         results.append(result)
+    lane = None
+    if "interactive" not in args.skip:  # nodule-detector, whatever --models says
+        lane = measure_interactive(files, args)
+        print(f"interactive: results in {write_interactive(lane, args.out)}", file=sys.stderr)
     print()
     print_table(results)
-    latest = write_latest(results, args.out)
+    if lane is not None:
+        print()
+        for label, value in interactive_rows(lane):
+            print(f"{label:<62} {value}")
+    latest = write_latest(results, args.out, lane)
     print(f"\nMarkdown table in {latest}", file=sys.stderr)
     return 0
 
@@ -83,6 +94,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-side", type=int, default=3000)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--pollers", type=int, default=20)
+    parser.add_argument("--requests", type=int, help="POST /v1/infer quiet (200, quick 20)")
     parser.add_argument("--skip", default="", help=f"comma-separated steps of {STEPS}")
     parser.add_argument("--postgres-url", default=os.environ.get("MEDFLOW_BENCH_POSTGRES_URL"))
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="server, without /db")
@@ -91,6 +103,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     args.count = args.count or (QUICK_COUNT if args.quick else FULL_COUNT)
+    args.requests = args.requests or (20 if args.quick else 200)
     args.jobs = QUICK_JOBS if args.quick else FULL_JOBS
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     args.postgres_url = (

@@ -42,6 +42,9 @@ class ErrorCode(StrEnum):
     # A bad image fails alone: retried by itself, it still killed or hung its worker process
     WORKER_CRASHED = "WORKER_CRASHED"
     TIMED_OUT = "TIMED_OUT"
+    # Refusals of a whole submission (the API answers 429; interactive lane, issue 14)
+    DEADLINE_UNMEETABLE = "DEADLINE_UNMEETABLE"
+    QUEUE_FULL = "QUEUE_FULL"
 
 
 class ImageError(Exception):
