@@ -59,6 +59,9 @@ def changed_values(tmp_path: Path) -> dict[str, Any]:
         "metrics_token": "t" * 32,
         "log_level": "DEBUG",
         "log_format": "text",
+        # Interactive lane (issue 14)
+        "queue_cap": 500,
+        "interactive_queue_cap": 4,
     }
 
 
