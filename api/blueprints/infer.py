@@ -112,10 +112,11 @@ def _timeout(value: Any) -> float:
 
 def _submit(owner_id: int, key: str | None, digest: str | None, intake: Intake) -> str:
     deadline_at = parse_deadline(deadline_field(), datetime.now(UTC))
+    model_ref = str(intake.model)  # checked present by _accept
     with session_scope(services().sessions) as session:
         # A typo'd or (in production) non-clinical model, or an unmeetable deadline, fails
         # before the upload is stored.
-        model = find_model(session, str(intake.model))
+        model = find_model(session, model_ref)
         _require_clinical(model)
         check_deadline(session, model.name, Lane.INTERACTIVE, 1, deadline_at)
     stored = store(intake)
@@ -124,7 +125,7 @@ def _submit(owner_id: int, key: str | None, digest: str | None, intake: Intake) 
         job, _ = services().intake.submit(
             session,
             session.get_one(ApiKey, owner_id),
-            intake.model,
+            model_ref,
             stored.images,
             idempotency_key=key,
             request_digest=digest,

@@ -23,8 +23,8 @@ from api.lane import check_deadline, parse_deadline
 from api.serialize import intended_use
 from api.upload_slots import upload_slot
 from db.idempotency import check_same_request, key_hash, request_digest
-from db.model_registry import find_model
 from db.model_queue import row_for
+from db.model_registry import find_model
 from db.models import ApiKey, Job, JobStatus, Lane, ModelVersion, Role
 from db.session import session_scope
 

@@ -78,7 +78,13 @@ def seal_idle_jobs(app: Celery, settings: Settings) -> int:
             job = session.get_one(Job, job_id)
             interactive = job.lane == Lane.INTERACTIVE
             enqueue_after_commit(
-                session, app, job_id, job.model_ref, unsent, settings.chunk_size, interactive=interactive
+                session,
+                app,
+                job_id,
+                job.model_ref,
+                unsent,
+                settings.chunk_size,
+                interactive=interactive,
             )
     return len(job_ids)
 

@@ -83,7 +83,7 @@ def test_images_still_in_flight_wait(
     model_ref = f"{job.model_name}:{job.model_version}@{job.model_sha256}"
     resend, exhausted = claim_stale(settings, {images[0].id})
     assert (resend, exhausted) == (
-        {(job.id, model_ref): [(images[1].id, images[1].blob_key, 1)]},
+        {(job.id, model_ref, False): [(images[1].id, images[1].blob_key, 1)]},
         {},
     )
     with session_scope(session_factory) as session:

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from celery.signals import before_task_publish
 
-from config.settings import Settings
-from workers.app import make_celery
 from workers.enqueue import chunked, enqueue_images
 from workers.queues import infer_queue, model_name_of
 
@@ -25,27 +21,6 @@ class FakeImage:
     id: int
     blob_key: str
     ref: str = PHI_REF
-
-
-@pytest.fixture
-def published() -> Iterator[list[dict[str, Any]]]:
-    """Every message the app publishes: routing key, headers and the serialized body."""
-    seen: list[dict[str, Any]] = []
-
-    def record(body: Any, routing_key: str, headers: dict[str, Any], **_: Any) -> None:
-        seen.append({"routing_key": routing_key, "headers": headers, "body": body})
-
-    before_task_publish.connect(record, weak=False)
-    yield seen
-    before_task_publish.disconnect(record)
-
-
-@pytest.fixture
-def celery() -> Any:
-    app = make_celery(replace(Settings(env="test"), redis_url="memory://"))
-    app.conf.update(broker_url="memory://", result_backend="cache+memory://")
-    yield app
-    app.close()
 
 
 def images(count: int) -> list[FakeImage]:
