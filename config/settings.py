@@ -16,11 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from config.webhooks import WebhookConfigError, load_endpoints
 from pipeline.limits import ImageLimits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET = "dev-insecure-secret-change-me"
 DEV_RESULTS_KEY = "dev-insecure-results-key-change-me"
+SHORT_TASK_LIMIT_S = 120
 
 
 # The one list of variables, read here and written back by `api.stack_env.settings_to_env`.
@@ -43,6 +45,10 @@ TEXT_VARS = {
     "metrics_token": "MEDFLOW_METRICS_TOKEN",
     "log_level": "MEDFLOW_LOG_LEVEL",
     "log_format": "MEDFLOW_LOG_FORMAT",
+    # Webhooks (issue 10): endpoints (JSON or a JSON file), the allow-list, the base of links.
+    "webhooks": "MEDFLOW_WEBHOOKS",
+    "webhook_allow": "MEDFLOW_WEBHOOK_ALLOW",
+    "public_url": "MEDFLOW_PUBLIC_URL",
 }
 NUMBER_VARS = {
     "chunk_size": "MEDFLOW_CHUNK_SIZE",
@@ -61,6 +67,8 @@ NUMBER_VARS = {
     # Outbox dispatcher (webhooks, SR delivery)
     "outbox_interval_s": "MEDFLOW_OUTBOX_INTERVAL_S",
     "outbox_max_attempts": "MEDFLOW_OUTBOX_MAX_ATTEMPTS",
+    "outbox_backoff_s": "MEDFLOW_OUTBOX_BACKOFF_S",
+    "outbox_lease_s": "MEDFLOW_OUTBOX_LEASE_S",
     # Trust boundaries (issue 9)
     "anchor_interval_s": "MEDFLOW_ANCHOR_INTERVAL_S",
     # Abandoned uploads end (issue 13)
@@ -125,6 +133,16 @@ class Settings:
     # attempts (with exponential backoff, capped at an hour) before a message is left DEAD.
     outbox_interval_s: int = 5
     outbox_max_attempts: int = 20
+    outbox_backoff_s: int = 10  # the first retry's wait; it doubles, up to an hour
+    # A claimed message whose outcome was never recorded (its dispatcher died mid-send) is sent
+    # again after this: longer than a dispatch run may last (its time limit), or two would send.
+    outbox_lease_s: int = 300
+    # Webhooks (issue 10, config/webhooks.py): the endpoints (a JSON object, inline or a file's
+    # path), the allow-list every endpoint's URL must be on (hosts or URL prefixes), and the
+    # API's public base URL, for the links in a webhook's body (none: the links are paths).
+    webhooks: str | None = None
+    webhook_allow: str | None = None
+    public_url: str | None = None
     # Trust boundaries (issue 9). The key that authenticates worker-to-collector messages: only
     # the workers and the collector hold it (never the API or Flower, which can put messages
     # on the broker), so a forged medflow.collect cannot write a result.
@@ -225,6 +243,20 @@ class Settings:
             raise SettingsError("MEDFLOW_CHUNK_START_LIMIT >= 1, MEDFLOW_IMAGE_TIME_LIMIT_S >= 2")
         if self.fault_hooks and self.env != "test":
             raise SettingsError("MEDFLOW_FAULT_HOOKS is for tests only (MEDFLOW_ENV=test)")
+        self._check_webhooks()
+
+    def _check_webhooks(self) -> None:
+        if self.outbox_backoff_s < 1:
+            raise SettingsError("MEDFLOW_OUTBOX_BACKOFF_S must be >= 1")
+        if self.outbox_lease_s <= self.short_task_limit_s:
+            limit = self.short_task_limit_s
+            raise SettingsError(f"MEDFLOW_OUTBOX_LEASE_S must exceed a dispatch run's {limit} s")
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise SettingsError("MEDFLOW_PUBLIC_URL must be an http(s) URL")
+        try:  # refused at start-up: an endpoint off the allow-list never gets a first message
+            load_endpoints(self.webhooks, self.webhook_allow)
+        except WebhookConfigError as exc:
+            raise SettingsError(str(exc)) from None
 
     def _check_trust(self) -> None:
         if self.anchor_interval_s < 1:
@@ -247,6 +279,12 @@ class Settings:
         """For the processes that sign or check results (workers, the collector) only."""
         if self.env == "production":
             _require_entropy("MEDFLOW_RESULTS_KEY", self.results_key)
+
+    @property
+    def short_task_limit_s(self) -> int:
+        """The hard time limit of collect, reconcile and the outbox dispatch: short transactions,
+        a hung one killed (and its message redelivered) well within the visibility timeout."""
+        return min(SHORT_TASK_LIMIT_S, self.chunk_time_limit_s)
 
     @property
     def is_sqlite(self) -> bool:

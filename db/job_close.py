@@ -60,6 +60,7 @@ def record_job_finished(session: Session, job: Job) -> None:
             "status": job.status.value,
             "model": job.model_name,
             "version": job.model_version,
+            "model_ref": job.model_ref,
             "total": job.total,
             "succeeded": job.succeeded,
             "failed": job.failed,

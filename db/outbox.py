@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 
 from db.models import OutboxEvent, OutboxStatus, utcnow
 
-# A claimed row is due again after this if its dispatcher died before recording the outcome
-# (the at-least-once part); a handler must finish well within it.
+# The default lease (settings.outbox_lease_s): a claimed row is due again after this if its
+# dispatcher died before recording the outcome (the at-least-once part).
 LEASE_S = 300
 MAX_ERROR_CHARS = 500
 

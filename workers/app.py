@@ -20,9 +20,6 @@ COLLECTOR_MODULES = (
     "workers.tasks.anchor",
     "workers.collector_lock",  # one collector per deployment: the lock, taken at start-up
 )
-# Collect and reconcile are short transactions: a hung one is killed (and its message redelivered)
-# well within the visibility timeout.
-COLLECT_TIME_LIMIT_S = 120
 WORKER_START_TIMEOUT_S = 300.0
 
 
@@ -61,7 +58,7 @@ def image_time_limits(settings: Settings) -> tuple[int, int]:
 
 def _config(settings: Settings) -> dict[str, object]:
     soft, hard = chunk_time_limits(settings)
-    short = min(COLLECT_TIME_LIMIT_S, hard)
+    short = settings.short_task_limit_s
     return {
         "broker_url": settings.redis_url,
         # Results are never read (every task has ignore_result); the backend is set only so

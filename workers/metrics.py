@@ -3,7 +3,8 @@
 Celery's prefork pool runs tasks in child processes; with ``PROMETHEUS_MULTIPROC_DIR`` set
 (before the worker starts) each child writes its samples to files there and the worker's
 parent serves their sum on ``MEDFLOW_METRICS_PORT`` (``serve_metrics``), so a counter keeps
-rising across pool restarts. Labels are bounded: model names, statuses, error codes, stages.
+rising across pool restarts. Labels are bounded: model names, statuses, error codes, stages,
+webhook endpoint names.
 Nothing about an image or a patient appears here.
 """
 
@@ -48,6 +49,19 @@ JOB_SECONDS = Histogram(
     "From a job's creation to its last result, per model",
     ["model"],
     buckets=WAIT_BUCKETS,
+)
+
+# Webhooks (issue 10): one per endpoint attempt. Labels: configured endpoint names only.
+WEBHOOK_DELIVERIES = Counter(
+    "medflow_webhook_deliveries",
+    "Webhook delivery attempts by endpoint and outcome (sent: a 2xx answer; failed: retried)",
+    ["endpoint", "outcome"],
+)
+WEBHOOK_SECONDS = Histogram(
+    "medflow_webhook_seconds",
+    "Time of one webhook delivery attempt, per endpoint",
+    ["endpoint"],
+    buckets=STAGE_BUCKETS,
 )
 
 

@@ -9,7 +9,7 @@ the message (an HTTP call, a C-STORE) and returns; it raises to say "not deliver
 (the dispatcher retries with exponential backoff, up to ``settings.outbox_max_attempts``). It is
 called at least once per message and subscriber, so the receiver drops duplicates by
 ``message.payload["event_id"]``. It runs in the collector process, outside any transaction, and
-must finish well within ``db.outbox.LEASE_S`` (bound every network call with a timeout). Its
+must finish well within ``settings.outbox_lease_s`` (bound every network call with a timeout). Its
 exception message is stored in ``last_error`` and logged: never put PHI in it.
 
 To add one: at the bottom of your module write ``subscribe("job.finished", "sr-delivery",
@@ -42,8 +42,8 @@ class Subscription:
 
 Source = Callable[[Settings], Iterable[Subscription]]
 
-# Modules that register subscribers when imported (e.g. "workers.webhooks").
-HANDLER_MODULES: tuple[str, ...] = ()
+# Modules that register subscribers when imported.
+HANDLER_MODULES: tuple[str, ...] = ("workers.webhooks",)
 
 _sources: dict[str, Source] = {}
 

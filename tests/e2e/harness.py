@@ -31,6 +31,7 @@ from api.client import MedflowClient
 from api.stack import Stack, StackError
 from config.settings import Settings
 from tests.e2e.capture import queue_messages, unacked_messages
+from tests.webhook_receiver import WebhookReceiver
 from workers.queues import RESULTS_QUEUE, infer_queue
 
 FINAL = ("completed", "completed_with_errors", "failed", "cancelled")
@@ -55,6 +56,7 @@ class E2EStack:
         self.redis: redis.Redis
         self._celery: Any = None
         self._engine: Any = None
+        self.webhooks: WebhookReceiver | None = None  # the receiver its webhooks go to, if any
 
     # Life cycle -------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """What every fault must leave behind, read from the database: nothing pending, one result event
 per image, counters equal to the images' states, one ``job.finished`` (and one outbox row when
-the outbox exists), and an audit chain that verifies."""
+the outbox exists), an audit chain that verifies, and (where the stack has a webhook receiver)
+one ``job.finished`` event received, signed, acknowledged once."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy import inspect, text
 
 from api.children import Child
 from tests.e2e.harness import E2EStack
+from tests.webhook_receiver import WebhookReceiver
 
 
 def assert_sound(stack: E2EStack, job_id: str) -> dict[str, Any]:
@@ -40,7 +42,27 @@ def assert_sound(stack: E2EStack, job_id: str) -> dict[str, Any]:
         assert_outbox_once(session, job_id)
         report = verify_chain(session)
     assert report.ok, report
+    if stack.webhooks is not None:
+        assert_webhook_once(stack.webhooks, job_id)
     return {row.position: (row.status.value, row.error_code) for row in rows}
+
+
+def wait_for_webhook(receiver: WebhookReceiver, job_id: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not receiver.accepted_per_event(job_id) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def assert_webhook_once(receiver: WebhookReceiver, job_id: str) -> Counter[str]:
+    """One job.finished event id for the job, every request signed, and (as no fault here
+    kills the dispatcher mid-send) that event acknowledged exactly once."""
+    wait_for_webhook(receiver, job_id)
+    received = receiver.for_job(job_id)
+    accepted = receiver.accepted_per_event(job_id)
+    assert len({r.event_id for r in received}) == 1, received
+    assert all(r.signature_ok for r in received) and len(accepted) == 1, received
+    assert list(accepted.values()) == [1], f"acknowledged more than once: {accepted}"
+    return accepted
 
 
 def assert_outbox_once(session: Any, job_id: str) -> None:

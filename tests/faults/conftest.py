@@ -10,6 +10,7 @@ a server, so three chunks show the same property as 25.
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from PIL import Image
 from config.settings import Settings
 from tests.e2e.harness import E2EStack
 from tests.faults.servers import PrivatePostgres, PrivateRedis
+from tests.webhook_receiver import WebhookReceiver
 
 MODEL = "nodule-detector"
 SECRET = "faults-secret-0123456789abcdef0123456789abcdef"
@@ -31,6 +33,11 @@ IMAGE_TIME_LIMIT_S = 8
 CHUNK_START_LIMIT = 2
 RECONCILE_INTERVAL_S = 2
 PENDING_TIMEOUT_S = 6
+# Every job's job.finished is POSTed to a receiver of the test's (checks.assert_sound); a send
+# cut by a kill is sent again after OUTBOX_LEASE_S (over the 12 s dispatch limit).
+SECRET_ENV = "MEDFLOW_FAULTS_WEBHOOK_SECRET"
+WEBHOOK_SECRET = "whsec-faults-0123456789abcdef"
+OUTBOX_LEASE_S = 15
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -59,9 +66,21 @@ def postgres_server() -> Iterator[PrivatePostgres]:
 
 
 @pytest.fixture(scope="session")
+def webhooks() -> Iterator[WebhookReceiver]:
+    os.environ[SECRET_ENV] = WEBHOOK_SECRET  # the stack's processes inherit it
+    receiver = WebhookReceiver(WEBHOOK_SECRET).start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+        os.environ.pop(SECRET_ENV, None)
+
+
+@pytest.fixture(scope="session")
 def fault_settings(
     redis_server: PrivateRedis,
     postgres_server: PrivatePostgres,
+    webhooks: WebhookReceiver,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Settings:
     from models.build import build_models
@@ -86,15 +105,23 @@ def fault_settings(
         secret_key=SECRET,
         rate_limit="100000/minute",
         fault_hooks=1,
+        webhooks=json.dumps({"ris": {"url": f"{webhooks.url}/medflow", "secret_env": SECRET_ENV}}),
+        webhook_allow=webhooks.url,
+        outbox_interval_s=1,
+        outbox_backoff_s=1,
+        outbox_lease_s=OUTBOX_LEASE_S,
     )
     settings.check()
     return settings
 
 
 @pytest.fixture(scope="session")
-def stack(fault_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EStack]:
+def stack(
+    fault_settings: Settings, webhooks: WebhookReceiver, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[E2EStack]:
     workdir = tmp_path_factory.mktemp("faults-stack")
     running = E2EStack(fault_settings, MODEL, workdir).start()
+    running.webhooks = webhooks
     sys.stderr.write(f"\n[faults] stack up in {running.start_s:.1f} s\n")
     try:
         yield running

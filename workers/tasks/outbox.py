@@ -48,7 +48,7 @@ def dispatch_due(settings: Settings, limit: int = OUTBOX_BATCH) -> int:
     factory = db_sessions.session_factory(settings)
     with session_scope(factory) as session:
         fan_out(session, outbox_handlers.by_kind(found.values()), limit)
-        claimed = claim_due(session, limit, found)
+        claimed = claim_due(session, limit, found, settings.outbox_lease_s)
     return sum(
         deliver(factory, settings, found.get(message.subscriber), message) for message in claimed
     )
@@ -66,7 +66,7 @@ def deliver(
             raise LookupError(f"no subscriber {message.subscriber}")
         subscription.handler(message, settings)
     except Exception as exc:
-        delay = retry_delay(message.attempts)
+        delay = retry_delay(message.attempts, settings.outbox_backoff_s)
         with session_scope(factory) as session:
             status = mark_failed(
                 session, message.id, _describe(exc), delay, settings.outbox_max_attempts
@@ -86,9 +86,9 @@ def deliver(
     return True
 
 
-def retry_delay(attempts: int) -> float:
-    """Seconds before attempt ``attempts + 1``: 10, 20, 40, ... capped at an hour."""
-    return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(0, attempts - 1))
+def retry_delay(attempts: int, base_s: float = BACKOFF_BASE_S) -> float:
+    """Seconds before attempt ``attempts + 1``: base, 2 x base, 4 x base ... capped at an hour."""
+    return min(BACKOFF_MAX_S, base_s * 2 ** max(0, attempts - 1))
 
 
 def _describe(exc: Exception) -> str:

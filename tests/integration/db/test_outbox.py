@@ -55,6 +55,7 @@ def test_a_job_closed_by_its_last_result_writes_one_job_finished(
         "status": "failed",
         "model": job.model_name,
         "version": job.model_version,
+        "model_ref": job.model_ref,
         "total": 2,
         "succeeded": 0,
         "failed": 2,

@@ -42,6 +42,12 @@ def changed_values(tmp_path: Path) -> dict[str, Any]:
         "fault_hooks": 1,
         "outbox_interval_s": 2,
         "outbox_max_attempts": 3,
+        "outbox_backoff_s": 1,
+        "outbox_lease_s": 90,
+        # Webhooks (issue 10)
+        "webhooks": '{"ris": {"url": "https://hooks.example.org/in", "secret_env": "RIS_SECRET"}}',
+        "webhook_allow": "https://hooks.example.org/",
+        "public_url": "https://medflow.example.org",
         # Trust boundaries (issue 9)
         "results_key": "r" * 40,
         "anchor_signing_key": "/keys/anchor.pem",
