@@ -213,6 +213,14 @@ PATHS: dict[str, Any] = {
                             "properties": {
                                 "model.onnx": {"type": "string", "format": "binary"},
                                 "model.json": {"type": "string", "format": "binary"},
+                                # Required when the card sets
+                                # preprocess.reduced_jpeg2000_tolerance: JPEG 2000 DICOM files
+                                # on which the allowance is proven.
+                                "probe": {
+                                    "type": "array",
+                                    "items": {"type": "string", "format": "binary"},
+                                    "maxItems": 8,
+                                },
                             },
                         }
                     }

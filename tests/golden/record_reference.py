@@ -4,8 +4,9 @@ Run by hand when the set of files changes (never by the tests, which only read t
 
     .venv/bin/python -m tests.golden.record_reference
 
-For each DICOM file in pydicom's installed wheel (its ``data/test_files``, local paths only:
-pydicom's data manager is never asked to download), the reference tool decompresses the pixel
+For each DICOM file the test-data packages install (:mod:`tests.golden.sources`: pydicom's
+wheel, ``pydicom-data`` and ``deid-data``; local paths only, nothing is downloaded), the
+reference tool decompresses the pixel
 data to a native file: DCMTK (``dcmconv +te``, ``dcmdrle``, ``dcmdjpeg +cn``, ``dcmdjpls``) or,
 for JPEG 2000, GDCM (``gdcmconv --raw``). pydicom then reads that *native* file (byte order,
 unused bits, YBR to RGB: no codec involved), and the checksum of its stored values
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -32,18 +34,13 @@ from pydicom import config, dcmread, uid
 from pipeline.dicom import read_stored
 from pipeline.errors import ImageError
 from pipeline.limits import ImageLimits
-from pipeline.sniff import sniff_format
 from tests.golden.canonical import REFERENCE_FILE, checksum
+from tests.golden.sources import installed_dicom_files
 
 ANY_SIZE = ImageLimits(min_side=1)
 LOSSY_TOLERANCE = 3  # JPEG IDCT rounding (ISO 10918-2 allows implementations to differ)
 LOSSY = {uid.JPEGBaseline8Bit, uid.JPEGExtended12Bit, uid.JPEGLSNearLossless, uid.JPEG2000}
 _J2K = {uid.JPEG2000Lossless, uid.JPEG2000, uid.HTJ2KLossless, uid.HTJ2KLosslessRPCL, uid.HTJ2K}
-
-
-def pydicom_test_files() -> Path:
-    """pydicom's bundled test files, as installed (no data manager, no network)."""
-    return Path(pydicom.__file__).parent / "data" / "test_files"
 
 
 def reference_commands(syntax: str) -> list[list[str]]:
@@ -93,9 +90,8 @@ def transfer_syntax(data: bytes) -> str | None:
         return None
 
 
-def record_row(path: Path, root: Path) -> dict[str, object]:
+def record_row(name: str, path: Path) -> dict[str, object]:
     data = path.read_bytes()
-    name = str(path.relative_to(root))
     syntax = transfer_syntax(data)
     row: dict[str, object] = {"file": name, "transfer_syntax": syntax}
     try:
@@ -127,18 +123,15 @@ def record_row(path: Path, root: Path) -> dict[str, object]:
 def main() -> int:
     warnings.simplefilter("ignore")
     config.settings.reading_validation_mode = config.IGNORE
-    root = pydicom_test_files()
     rows = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        try:
-            sniffed = sniff_format(path.read_bytes()).name
-        except ImageError:
-            continue
-        if sniffed == "DICOM":
-            rows.append(record_row(path, root))
-            print(json.dumps(rows[-1]))
+    for name, path in installed_dicom_files():
+        rows.append(record_row(name, path))
+        print(json.dumps(rows[-1]))
     table = {
-        "source": f"pydicom {pydicom.__version__} wheel, data/test_files",
+        "source": (
+            f"pydicom {pydicom.__version__} wheel (data/test_files), "
+            f"pydicom-data {version('pydicom-data')}, deid-data {version('deid-data')}"
+        ),
         "lossy_tolerance": LOSSY_TOLERANCE,
         "files": rows,
     }

@@ -1,6 +1,7 @@
-"""Every real DICOM file pydicom's wheel ships: decoded to a reference decoder's values, or refused.
+"""Every real DICOM file our test-data packages ship: decoded to the reference values, or refused.
 
-The table (``reference.json``) was recorded once by ``record_reference.py`` from DCMTK and GDCM;
+The table (``reference.json``) was recorded once by ``record_reference.py`` from DCMTK and GDCM
+over pydicom's test files, ``pydicom-data`` and ``deid-data`` (:mod:`tests.golden.sources`);
 nothing is fetched or recomputed here. Lossless syntaxes must match the reference exactly; for
 lossy JPEG the row may name the checksum of the IDCT we match, recorded within the table's
 tolerance of the reference.
@@ -13,47 +14,39 @@ import pytest
 from pipeline.dicom import read_stored
 from pipeline.errors import ErrorCode, ImageError
 from pipeline.limits import ImageLimits
-from pipeline.sniff import sniff_format
 from tests.golden.canonical import checksum, load_reference
-from tests.golden.record_reference import LOSSY, pydicom_test_files
+from tests.golden.record_reference import LOSSY
+from tests.golden.sources import installed_dicom_files, locate
 
-ANY_SIZE = ImageLimits(min_side=1)  # the test files are small (3 x 3 up to 1024 x 256)
+ANY_SIZE = ImageLimits(min_side=1)  # the test files are small (3 x 3 up to 2048 x 2487)
 TABLE = load_reference()
 
 
-def installed_dicom_files() -> set[str]:
-    """DICOM files (judged by content) physically in the installed wheel, no downloads."""
-    root = pydicom_test_files()
-    return {
-        str(path.relative_to(root))
-        for path in root.rglob("*")
-        if path.is_file() and _is_dicom(path.read_bytes())
-    }
-
-
-def _is_dicom(data: bytes) -> bool:
-    try:
-        return sniff_format(data).name == "DICOM"
-    except ImageError:
-        return False
-
-
 def test_the_table_covers_every_installed_dicom_file():
-    assert installed_dicom_files() == set(TABLE)
+    assert {name for name, _ in installed_dicom_files()} == set(TABLE)
+
+
+def test_every_collection_is_in_the_table():
+    per_collection: dict[str, int] = {}
+    for name in TABLE:
+        collection = name.partition("/")[0]
+        per_collection[collection] = per_collection.get(collection, 0) + 1
+    assert per_collection.keys() == {"pydicom", "pydicom-data", "deid-data"}
+    assert per_collection["pydicom-data"] >= 60 and per_collection["deid-data"] >= 10
 
 
 def test_the_table_decodes_most_files_and_refuses_multiframe():
     decodes = [row for row in TABLE.values() if row["expect"] == "decodes"]
-    assert len(decodes) >= 70
+    assert len(decodes) >= 120
     assert all(str(row["reference_sha256"]) for row in decodes)
     multiframe = [name for name, row in TABLE.items() if row["expect"] == "DICOM_MULTIFRAME"]
-    assert "SC_rgb_rle_2frame.dcm" in multiframe and len(multiframe) >= 5
+    assert "pydicom/SC_rgb_rle_2frame.dcm" in multiframe and len(multiframe) >= 10
 
 
 @pytest.mark.parametrize("name", sorted(TABLE))
 def test_real_file_matches_the_reference(name):
     row = TABLE[name]
-    data = (pydicom_test_files() / name).read_bytes()
+    data = locate(name).read_bytes()
     if row["expect"] != "decodes":
         with pytest.raises(ImageError) as caught:
             read_stored(data, ANY_SIZE)

@@ -103,3 +103,47 @@ def test_a_graph_that_disagrees_with_its_card_is_422(client, keys, api_settings,
     assert response.status_code == 422
     assert response.json["error"]["details"]["field"] == "model"
     assert list(api_settings.model_root.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def jpeg2000_probe() -> bytes:
+    """One generated 1024 x 1248 JPEG 2000 chest (reduced two levels for tiny's input)."""
+    from bench.synthetic import render_chest
+    from bench.writers import encode
+
+    return encode(render_chest(5, 1, 1024, 1248, True)[0], "dicom-m2-s16-j2k", seed=5, index=1)
+
+
+def allowing(card: dict, version: str, tolerance: float) -> dict:
+    preprocess = {**card["preprocess"], "reduced_jpeg2000_tolerance": tolerance}
+    return {**card, "version": version, "preprocess": preprocess}
+
+
+def test_a_reduced_jpeg2000_allowance_is_proven_on_the_probes(
+    client, keys, sessions, tiny_files, jpeg2000_probe
+):
+    graph, card = tiny_files
+    data = {**upload(graph, allowing(card, "4", 1.0)), "probe": (io.BytesIO(jpeg2000_probe), "p")}
+    response = client.post("/v1/models", data=data, headers=keys.auth("admin"))
+    assert response.status_code == 201, response.json
+    with session_scope(sessions) as session:
+        payloads = session.scalars(
+            select(AuditEvent.payload).where(AuditEvent.action == "model.uploaded")
+        ).all()
+    [measured] = [float(p["reduced_jpeg2000_change"]) for p in payloads if p["version"] == "4"]
+    assert 0 < measured <= 1.0  # > 0: the probe was decoded both ways, and they differ
+
+
+@pytest.mark.parametrize("with_probe", [False, True], ids=["no probe", "tolerance too tight"])
+def test_an_unproven_reduced_jpeg2000_allowance_is_422(
+    client, keys, api_settings, tiny_files, jpeg2000_probe, with_probe
+):
+    graph, card = tiny_files
+    data = upload(graph, allowing(card, "5", 1e-6))
+    if with_probe:
+        data["probe"] = (io.BytesIO(jpeg2000_probe), "p")
+    response = client.post("/v1/models", data=data, headers=keys.auth("admin"))
+    assert response.status_code == 422, response.json
+    assert response.json["error"]["details"]["field"] == "preprocess.reduced_jpeg2000_tolerance"
+    assert ("over the card's tolerance" in response.json["error"]["message"]) is with_probe
+    assert not (api_settings.model_root / "tiny" / "5").exists()
