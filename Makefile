@@ -65,8 +65,8 @@ up: $(MODELS) ## the whole stack on this machine (Ctrl-C stops it)
 IMAGE ?= medflow:0.1.0
 ENGINE ?= $(shell command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 && echo docker || echo podman)
 
-image: ## build the container image (docker, else podman; BASE=... to use another base image)
-	$(ENGINE) build -f deploy/Dockerfile -t $(IMAGE) $(if $(BASE),--build-arg BASE=$(BASE)) .
+image: ## build the container image (docker, else podman; BASE=... another base image, BUILD_FLAGS=... more flags)
+	$(ENGINE) build -f deploy/Dockerfile -t $(IMAGE) $(if $(BASE),--build-arg BASE=$(BASE)) $(BUILD_FLAGS) .
 
 clean: ## remove the venv, built models and local state
 	rm -rf $(VENV) var models/*/[0-9]* $(MODELS)
