@@ -29,6 +29,9 @@ DEFAULT_BATCH_BYTES = 64 * 1024 * 1024
 # then grow (x4 each) to amortise their fixed costs.
 FIRST_BATCH_BYTES = 4 * 1024 * 1024
 RAMP = 4
+# Files per request, well under the server's default parts cap (MEDFLOW_MAX_FORM_PARTS,
+# 1,000): 64 MiB of small images would otherwise be thousands of parts, refused with a 413.
+BATCH_FILES = 500
 READ_BLOCK = 1024 * 1024
 TIMEOUT_S = 300.0
 # Transient answers: a restarting API, a full proxy, an overloaded upload pool.
@@ -243,15 +246,18 @@ def retry_after(value: str | None) -> float | None:
 
 
 def batches(
-    paths: Iterable[Path], batch_bytes: int, first_bytes: int = FIRST_BATCH_BYTES
+    paths: Iterable[Path],
+    batch_bytes: int,
+    first_bytes: int = FIRST_BATCH_BYTES,
+    max_files: int = BATCH_FILES,
 ) -> Iterator[list[Path]]:
     """Groups in order, the first of at most ``first_bytes``, each next one up to 4 times
-    bigger, none over ``batch_bytes`` (a bigger file goes alone)."""
+    bigger, none over ``batch_bytes`` (a bigger file goes alone) nor ``max_files`` files."""
     batch: list[Path] = []
     size, limit = 0, min(first_bytes, batch_bytes)
     for path in paths:
         length = path.stat().st_size
-        if batch and size + length > limit:
+        if batch and (size + length > limit or len(batch) >= max_files):
             yield batch
             batch, size, limit = [], 0, min(limit * RAMP, batch_bytes)
         batch.append(path)

@@ -88,8 +88,8 @@ def init_app(
     from storage.blobstore import open_blob_store
 
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
-    # A job may carry hundreds of files; Werkzeug's default of 1,000 parts would cap it early.
-    app.config["MAX_FORM_PARTS"] = 20_000
+    # Parts per multipart request: 413 REQUEST_TOO_LARGE past it (api.upload).
+    app.config["MAX_FORM_PARTS"] = settings.max_form_parts
     if celery is None:
         from workers.app import make_celery
 

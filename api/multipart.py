@@ -29,7 +29,11 @@ class MultipartError(ValueError):
 
 
 class FormTooLarge(MultipartError):
-    """More parts, or more text in fields, than the limits allow."""
+    """More parts, or more text in fields, than the limits allow; ``limit`` names which."""
+
+    def __init__(self, message: str, limit: dict[str, int]) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class Sink(Protocol):
@@ -38,6 +42,9 @@ class Sink(Protocol):
     def write(self, data: memoryview, /) -> int: ...
 
     def seek(self, offset: int, /) -> int: ...
+
+    def end(self) -> None:
+        """The part is complete: a spool closes its file until it is read (one open at a time)."""
 
 
 @dataclass
@@ -95,7 +102,9 @@ class _Reader:
         self._skip_preamble()
         while self._after_delimiter():
             if len(self.form.fields) + len(self.form.files) >= self.limits.max_parts:
-                raise FormTooLarge(f"more than {self.limits.max_parts} parts")
+                raise FormTooLarge(
+                    f"more than {self.limits.max_parts} parts", {"max_parts": self.limits.max_parts}
+                )
             name, filename, content_type = self._part_headers()
             if filename is None:
                 self._read_field(name)
@@ -103,6 +112,7 @@ class _Reader:
                 sink = self.new_sink()
                 self.form.files.append(FilePart(name, filename, content_type, sink))
                 self._copy_part(sink.write)
+                sink.end()
         return self.form
 
     def _fill(self) -> bool:
@@ -179,7 +189,8 @@ class _Reader:
         def keep(data: memoryview) -> int:
             self.field_bytes += len(data)
             if self.field_bytes > self.limits.max_field_bytes:
-                raise FormTooLarge(f"text fields over {self.limits.max_field_bytes} bytes")
+                limit = self.limits.max_field_bytes
+                raise FormTooLarge(f"text fields over {limit} bytes", {"max_field_bytes": limit})
             pieces.append(bytes(data))
             return len(data)
 

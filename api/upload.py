@@ -35,7 +35,7 @@ class UploadFormParser(FormDataParser):
         try:
             form = read_form(stream, boundary, new_spool, limits)
         except FormTooLarge as exc:
-            raise ApiError("REQUEST_TOO_LARGE", str(exc), 413) from None
+            raise ApiError("REQUEST_TOO_LARGE", str(exc), 413, exc.limit) from None
         except MultipartError as exc:
             # Werkzeug would swallow a ValueError into an empty form: this is not one.
             raise ApiError("MALFORMED_MULTIPART", str(exc), 400) from None

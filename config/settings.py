@@ -60,6 +60,7 @@ NUMBER_VARS = {
     "reconcile_interval_s": "MEDFLOW_RECONCILE_INTERVAL_S",
     "max_attempts": "MEDFLOW_MAX_ATTEMPTS",
     "max_request_bytes": "MEDFLOW_MAX_REQUEST_BYTES",
+    "max_form_parts": "MEDFLOW_MAX_FORM_PARTS",
     # A bad image fails alone (issue 13)
     "chunk_start_limit": "MEDFLOW_CHUNK_START_LIMIT",
     "image_time_limit_s": "MEDFLOW_IMAGE_TIME_LIMIT_S",
@@ -121,6 +122,10 @@ class Settings:
     audit_anchors: str | None = None
     rate_limit: str = "1200/minute"
     max_request_bytes: int = 512 * 1024 * 1024
+    # Parts (files and fields) in one multipart request; more is a 413. `medflow submit` sends
+    # at most api.client.BATCH_FILES files a request. Each part is a row and a spool to store
+    # in one transaction: a cap bounds that work (spools hold no open file once received).
+    max_form_parts: int = 1000
     limits: ImageLimits = field(default_factory=ImageLimits)
     # A bad image fails alone (issue 13). A chunk started more than chunk_start_limit times (its
     # process died each time) is split: each image is retried alone, with image_time_limit_s as
@@ -233,6 +238,8 @@ class Settings:
             raise SettingsError("MEDFLOW_CHUNK_SIZE must be >= 1")
         if self.max_attempts < 1:
             raise SettingsError("MEDFLOW_MAX_ATTEMPTS must be >= 1")
+        if self.max_form_parts < 3:  # model, seal and one file
+            raise SettingsError("MEDFLOW_MAX_FORM_PARTS must be >= 3")
         if self.log_format not in ("json", "text"):
             raise SettingsError("MEDFLOW_LOG_FORMAT must be json or text")
         if self.queue_cap < 1 or self.interactive_queue_cap < 1:

@@ -11,99 +11,40 @@ straight into a ``store.spool()``, hashed as they arrive, so storing one is a re
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tempfile
 import time
-import weakref
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from config.settings import Settings
 from storage.s3 import s3_client
+from storage.spool import SPOOL_PREFIX, BlobInfo, BlobTooLarge, FileSpool, Spool, unlink
+
+__all__ = [  # the spool's names are re-exported: callers know them as the blob store's
+    "BlobInfo",
+    "BlobMissing",
+    "BlobStore",
+    "BlobTooLarge",
+    "BlobWriter",
+    "FileBlobStore",
+    "FileSpool",
+    "S3BlobStore",
+    "Spool",
+    "open_blob_store",
+]
 
 CHUNK = 1024 * 1024
-# Spools of the S3 store: bigger ones go to a temp file. A request's uploads are all spooled
-# before any is stored, so this bounds its memory the way Werkzeug's own 500 KB spools did.
-SPOOL_IN_MEMORY = 512 * 1024
 _KEY = re.compile(r"^[0-9a-f]{64}$")
-SPOOL_PREFIX = ".tmp-"  # FileSpool's temp files in the store's root
-
-
-@dataclass(frozen=True)
-class BlobInfo:
-    key: str  # sha256 of the content, hex
-    size: int
+# Spools of the S3 store: temp files here (a file store spools in its own root, to rename).
+S3_SPOOL_DIR = Path(tempfile.gettempdir()) / "medflow-spools"
 
 
 class BlobMissing(KeyError):
     """No blob under this key."""
-
-
-class BlobTooLarge(ValueError):
-    """The content exceeds the size limit; nothing was stored."""
-
-    code = "FILE_TOO_LARGE"
-
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(f"content exceeds the limit of {max_bytes} bytes")
-        self.max_bytes = max_bytes
-
-
-class Spool:
-    """A blob on its way in, hashed as it is written; a store or a batch stores it afterwards.
-
-    Append-only until stored (writes after a read or a seek would break the hash). Bytes past
-    ``max_bytes`` are counted and dropped instead of raising: Werkzeug's form parser writes into
-    spools and turns a ValueError into an empty form, so the limit is enforced on storing.
-    """
-
-    def __init__(self, file: IO[bytes], max_bytes: int | None = None) -> None:
-        self.file = file
-        self.max_bytes = max_bytes
-        self.size = 0
-        self._digest = hashlib.sha256()
-
-    @property
-    def too_large(self) -> bool:
-        return self.max_bytes is not None and self.size > self.max_bytes
-
-    def write(self, data: bytes) -> int:
-        self.size += len(data)
-        if not self.too_large:
-            self._digest.update(data)
-            self.file.write(data)
-        return len(data)
-
-    def info(self) -> BlobInfo:
-        if self.too_large:
-            raise BlobTooLarge(self.max_bytes or 0)
-        return BlobInfo(self._digest.hexdigest(), self.size)
-
-    def read(self, size: int = -1) -> bytes:
-        return self.file.read(size)
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        return self.file.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self.file.tell()
-
-    def flush(self) -> None:
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
-
-    def __enter__(self) -> Spool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class BlobWriter(Protocol):
@@ -144,6 +85,21 @@ def fill(spool: SpoolT, src: IO[bytes]) -> SpoolT:
     return spool
 
 
+def sweep_spools(directory: Path, older_than_s: float) -> int:
+    # A process killed mid-request leaves its spools (temp files) behind; none older than any
+    # request could run is still in use.
+    cutoff = time.time() - older_than_s
+    swept = 0
+    for path in directory.glob(f"{SPOOL_PREFIX}*"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                swept += 1
+        except OSError:
+            continue  # stored or removed meanwhile; a sweep must never fail its caller
+    return swept
+
+
 def check_key(key: str) -> str:
     # Keys reach paths and object names: anything but a sha256 could traverse directories.
     if not _KEY.match(key):
@@ -173,18 +129,7 @@ class FileBlobStore:
             return batch.put_stream(fileobj, max_bytes)
 
     def sweep_spools(self, older_than_s: float) -> int:
-        # A process killed mid-request leaves its spools (temp files in the root) behind; none
-        # older than any request could run is still in use.
-        cutoff = time.time() - older_than_s
-        swept = 0
-        for path in self.root.glob(f"{SPOOL_PREFIX}*"):
-            try:
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
-                    swept += 1
-            except OSError:
-                continue  # stored or removed meanwhile; a sweep must never fail its caller
-        return swept
+        return sweep_spools(self.root, older_than_s)
 
     def put_spool(self, spool: Spool) -> BlobInfo:
         with self.batch() as batch:
@@ -201,27 +146,6 @@ class FileBlobStore:
             return self.path(key).is_file()
         except BlobMissing:
             return False
-
-
-class FileSpool(Spool):
-    """A spool in a temp file in the store's root (same filesystem: storing it is a rename)."""
-
-    def __init__(self, root: Path, max_bytes: int | None) -> None:
-        fd, name = tempfile.mkstemp(prefix=SPOOL_PREFIX, dir=root)
-        super().__init__(os.fdopen(fd, "w+b"), max_bytes)
-        self.path = Path(name)
-        # Werkzeug drops the spools of a parse that fails half way without closing them.
-        self._remove = weakref.finalize(self, _unlink, self.path)
-
-    def detach(self) -> Path:
-        """Close the file and hand it over: the caller now renames or removes it."""
-        self.file.close()
-        self._remove.detach()
-        return self.path
-
-    def close(self) -> None:
-        self.file.close()
-        self._remove()
 
 
 class FileBatch:
@@ -269,7 +193,7 @@ class FileBatch:
                 self._commit()
         finally:
             for tmp in self.pending.values():  # what an exception left unstored
-                _unlink(tmp)
+                unlink(tmp)
 
     def _commit(self) -> None:
         for tmp in self.pending.values():
@@ -291,10 +215,6 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _unlink(path: Path) -> None:
-    path.unlink(missing_ok=True)
-
-
 class S3BlobStore:
     """Blobs as objects ``<prefix>/<key>`` in one bucket (AWS, MinIO, or a moto server)."""
 
@@ -309,15 +229,17 @@ class S3BlobStore:
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def spool(self, max_bytes: int | None = None) -> Spool:
-        # The key is known only after the last byte, so spool first, then upload by key.
-        return Spool(tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY), max_bytes)
+    def spool(self, max_bytes: int | None = None) -> FileSpool:
+        # The key is known only after the last byte, so spool first, then upload by key. On
+        # disk, never in memory: a request's uploads are all spooled before any is stored.
+        S3_SPOOL_DIR.mkdir(parents=True, exist_ok=True)
+        return FileSpool(S3_SPOOL_DIR, max_bytes)
 
     def batch(self) -> AbstractContextManager[S3BlobStore]:
         return nullcontext(self)  # a PUT is durable once it returns: nothing to sync at the end
 
     def sweep_spools(self, older_than_s: float) -> int:
-        return 0  # its spools are anonymous temp files: the OS reclaims them with the process
+        return sweep_spools(S3_SPOOL_DIR, older_than_s)  # what a crash left on this host
 
     def put_stream(self, fileobj: IO[bytes], max_bytes: int | None = None) -> BlobInfo:
         return self.put_spool(fill(self.spool(max_bytes), fileobj))
@@ -326,8 +248,8 @@ class S3BlobStore:
         with spool:
             info = spool.info()
             if not self.exists(info.key):
-                spool.seek(0)
-                self.client.upload_fileobj(spool.file, self.bucket, self.object_name(info.key))
+                with spool.reader() as content:
+                    self.client.upload_fileobj(content, self.bucket, self.object_name(info.key))
         return info
 
     def get(self, key: str) -> bytes:

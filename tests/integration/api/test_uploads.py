@@ -7,13 +7,15 @@ import gc
 import io
 import os
 import random
+import resource
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
+from api.app import create_app
 from db.models import Image
 from db.session import session_scope
 from storage.blobstore import FileBlobStore, Spool
@@ -115,3 +117,33 @@ def test_client_gone_mid_upload_leaves_no_temp_file(app, keys, env, monkeypatch)
     spools.clear()
     gc.collect()
     assert stored_files(env.blobs.root) == []
+
+
+def highest_open_fd() -> int:
+    return max(int(fd) for fd in os.listdir("/proc/self/fd"))
+
+
+def test_many_parts_under_a_low_descriptor_limit(client, keys, sessions):
+    # About 20,000 parts once took as many descriptors (500 EMFILE): a spool now closes its file
+    # when its part ends. 400 parts under a limit 64 above what is open already.
+    payloads = [PNG + i.to_bytes(2, "big") for i in range(400)]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (highest_open_fd() + 64, hard))
+    try:
+        response = client.post("/v1/jobs", data=form(payloads), headers=keys.auth("submitter"))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert response.status_code == 202, response.json
+    with session_scope(sessions) as session:
+        assert session.scalar(select(func.count()).select_from(Image)) == 400
+
+
+def test_parts_over_the_setting_are_refused_with_413(env, keys):
+    app = create_app(replace(env.settings, max_form_parts=4))  # model + 3 files
+    auth = keys.auth("submitter")
+    response = app.test_client().post("/v1/jobs", data=form([PNG] * 4), headers=auth)
+    assert response.status_code == 413
+    assert response.json["error"]["code"] == "REQUEST_TOO_LARGE"
+    assert response.json["error"]["details"] == {"max_parts": 4}
+    assert stored_files(env.blobs.root) == []
+    assert app.test_client().post("/v1/jobs", data=form([PNG] * 3), headers=auth).status_code == 202

@@ -55,3 +55,13 @@ def test_batches_start_small_and_grow_so_work_starts_early(tmp_path: Path) -> No
     # 10 bytes, then 40, then the 100-byte cap.
     assert [len(group) for group in groups] == [1, 4, 10, 10, 10, 5]
     assert [p for group in groups for p in group] == paths
+
+
+def test_batches_hold_at_most_max_files_so_the_parts_cap_is_never_hit(tmp_path: Path) -> None:
+    paths = []
+    for index in range(25):
+        path = tmp_path / f"{index}.bin"
+        path.write_bytes(b"x")
+        paths.append(path)
+    groups = list(batches(paths, batch_bytes=10**6, first_bytes=10**6, max_files=10))
+    assert [len(group) for group in groups] == [10, 10, 5]

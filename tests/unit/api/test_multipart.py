@@ -22,6 +22,11 @@ LIMITS = FormLimits(max_parts=100, max_field_bytes=1000)
 class Collect(io.BytesIO):
     """A sink that keeps what it is given (a spool hashes and writes it instead)."""
 
+    ended = False
+
+    def end(self) -> None:
+        self.ended = True
+
 
 def body(
     *parts: tuple[str, str | None, bytes], preamble: bytes = b"", epilogue: bytes = b""
@@ -133,3 +138,16 @@ def test_parts_and_field_text_are_limited() -> None:
 def test_many_small_parts_in_one_read() -> None:
     parts = [("files", f"{i}.png", i.to_bytes(4, "big")) for i in range(100)]
     assert contents(parse(body(*parts))) == [data for _, _, data in parts]
+
+
+def test_each_sink_is_ended_before_the_next_one_is_made() -> None:
+    made: list[Collect] = []
+
+    def new_sink() -> Collect:
+        assert all(sink.ended for sink in made)  # one open spool at a time (issue 9)
+        made.append(Collect())
+        return made[-1]
+
+    parts = [("files", f"{i}.png", b"x" * i) for i in range(20)]
+    form = read_form(io.BytesIO(body(*parts)), BOUNDARY, new_sink, LIMITS)
+    assert len(form.files) == 20 and all(sink.ended for sink in made)

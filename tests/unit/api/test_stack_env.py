@@ -36,6 +36,7 @@ def changed_values(tmp_path: Path) -> dict[str, Any]:
         "audit_anchors": "s3://anchors/medflow",
         "rate_limit": "10/second",
         "max_request_bytes": 1234,
+        "max_form_parts": 50,
         "limits": ImageLimits(max_bytes=99, min_side=8, max_side=512, max_pixels=512 * 512),
         "chunk_start_limit": 3,
         "image_time_limit_s": 20,

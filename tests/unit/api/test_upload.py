@@ -87,3 +87,58 @@ def test_the_raw_input_is_read_when_the_server_terminates_it(tmp_path: Path) -> 
             assert (stream is request.environ["wsgi.input"]) is raw
             (upload,) = request.files.getlist("files")
             assert upload.read() == payload.read_bytes()
+
+
+def open_spools(root: Path) -> int:
+    """File descriptors of this process open on spools in ``root``."""
+    fds = Path("/proc/self/fd")
+    targets = []
+    for fd in fds.iterdir():
+        try:
+            targets.append(os.readlink(fd))
+        except OSError:
+            continue  # closed meanwhile (the listing's own descriptor)
+    return sum(1 for t in targets if t.startswith(str(root)))
+
+
+def test_a_request_of_many_parts_holds_one_open_spool_at_a_time(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path / "blobs")
+    app = upload_app(store)
+    most_open: list[int] = []
+    original = store.spool
+
+    def counting_spool(max_bytes: int | None = None) -> FileSpool:
+        most_open.append(open_spools(store.root))  # before this part's spool opens
+        return original(max_bytes)
+
+    store.spool = counting_spool  # type: ignore[method-assign]
+
+    @app.post("/")
+    def receive() -> str:
+        uploads = request.files.getlist("files")
+        most_open.append(open_spools(store.root))
+        first = uploads[0].read()  # read after the part ended: opened and closed again
+        most_open.append(open_spools(store.root))
+        return f"{len(uploads)} {first!r}"
+
+    files = [(io.BytesIO(b"px%d" % i), f"{i}.png") for i in range(300)]
+    response = app.test_client().post("/", data={"files": files})
+    assert response.status_code == 200 and response.text == "300 b'px0'"
+    assert len(most_open) == 302 and max(most_open) == 0  # the previous part's spool is closed
+
+
+def test_parts_over_the_setting_are_a_413(tmp_path: Path) -> None:
+    app = upload_app(FileBlobStore(tmp_path / "blobs"))
+    app.config["MAX_FORM_PARTS"] = Settings(max_form_parts=5).max_form_parts
+
+    @app.post("/")
+    def receive() -> str:
+        return str(len(request.files.getlist("files")))
+
+    files = [(io.BytesIO(b"x"), f"{i}.png") for i in range(6)]
+    response = app.test_client().post("/", data={"files": files})
+    assert response.status_code == 413
+    assert response.json["error"]["code"] == "REQUEST_TOO_LARGE"
+    assert response.json["error"]["details"] == {"max_parts": 5}
+    files = [(io.BytesIO(b"x"), f"{i}.png") for i in range(5)]
+    assert app.test_client().post("/", data={"files": files}).text == "5"
