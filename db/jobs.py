@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -33,6 +33,13 @@ class JobStateError(Exception):
         self.message = message
 
 
+class Owner(Protocol):
+    """Who submits: an ApiKey row, or the API's authenticated caller (no second read of it)."""
+
+    @property
+    def id(self) -> int: ...
+
+
 def owner_actor(job: Job) -> str:
     return f"key:{job.owner_key_id}"
 
@@ -41,12 +48,16 @@ def _actor(actor: str | ApiKey) -> str:
     return actor if isinstance(actor, str) else f"key:{actor.id}"
 
 
-def _lock(session: Session, job: Job) -> Job:
+def _lock(session: Session, job: Job, new: bool = False) -> Job:
     """This session's instance of the job, re-read under a row lock.
 
     The status checked afterwards is then the one this transaction commits on. A job loaded
     by another (closed) session is fine too: the row is what counts, never a stale copy.
+    A ``new`` job, opened in this transaction, is returned as it is: no other transaction
+    can see its row before the commit, so this session's instance is the row.
     """
+    if new:
+        return job
     locked = session.get(Job, job.id, with_for_update=True, populate_existing=True)
     if locked is None:
         raise JobStateError("JOB_NOT_FOUND", "no such job")
@@ -55,7 +66,7 @@ def _lock(session: Session, job: Job) -> Job:
 
 def open_job(
     session: Session,
-    owner: ApiKey,
+    owner: Owner,
     model: ModelVersion,
     idempotency_key: str | None,
     request_digest: str | None = None,
@@ -133,7 +144,12 @@ def _by_idempotency_key(session: Session, owner_id: int, key: str) -> Job | None
 
 
 def add_images(
-    session: Session, job: Job, items: list[tuple[str, BlobInfo]], *, queue_cap: int | None = None
+    session: Session,
+    job: Job,
+    items: list[tuple[str, BlobInfo]],
+    *,
+    queue_cap: int | None = None,
+    new: bool = False,
 ) -> list[Image]:
     """Append PENDING images to an OPEN job, numbered on from the job's current total.
 
@@ -141,8 +157,9 @@ def add_images(
     so a big job is processed while the rest of it uploads. If that send is lost, the
     reconciler finds them by ``enqueued_at`` like any other stale image. They are admitted to
     the model's lane first: ``db.model_queue.QueueFull`` when that would exceed ``queue_cap``.
+    ``new``: the job was opened in this transaction (``_lock``).
     """
-    job = _lock(session, job)
+    job = _lock(session, job, new)
     if job.status != JobStatus.OPEN:
         raise JobStateError("JOB_NOT_OPEN", f"job is {job.status.value}; images can't be added")
     now = utcnow()
@@ -172,16 +189,22 @@ def add_images(
 
 
 def seal_job(
-    session: Session, job: Job, actor: str | None = None, reason: str | None = None
+    session: Session,
+    job: Job,
+    actor: str | None = None,
+    reason: str | None = None,
+    *,
+    new: bool = False,
 ) -> list[Image]:
     """OPEN -> QUEUED (or RUNNING, or final); returns images still to enqueue after commit.
 
     Images were sent as they were added, so that list is normally empty; it holds only rows
-    that were never sent (added by an older version that enqueued at seal). A job whose images
-    all finished before the seal closes here: no later result would close it. ``actor`` and
-    ``reason`` name a seal not made by the owner (db.job_expiry: an abandoned upload).
+    that were never sent (added by an older version that enqueued at seal), and a ``new`` job
+    (opened in this transaction, ``_lock``) has none, so they are not looked for. A job whose
+    images all finished before the seal closes here: no later result would close it. ``actor``
+    and ``reason`` name a seal not made by the owner (db.job_expiry: an abandoned upload).
     """
-    job = _lock(session, job)
+    job = _lock(session, job, new)
     if job.status != JobStatus.OPEN:
         raise JobStateError("JOB_NOT_OPEN", f"job is {job.status.value}; it can't be sealed")
     if job.total == 0:
@@ -190,7 +213,7 @@ def seal_job(
     job.sealed_at = now
     job.status = JobStatus.QUEUED if job.started_at is None else JobStatus.RUNNING
     unsent = select(Image).where(Image.job_id == job.id, Image.enqueued_at.is_(None))
-    to_send = list(session.scalars(unsent.order_by(Image.position)))
+    to_send = [] if new else list(session.scalars(unsent.order_by(Image.position)))
     for image in to_send:
         image.enqueued_at, image.attempts = now, 1
     session.flush()

@@ -1,37 +1,24 @@
-"""Storing the images of one submission as blobs, before any transaction opens.
+"""Storing one image of a submission as a blob, before any transaction opens.
 
-One batch of the blob store per call: on return every blob is durable, so the rows naming them
-may commit. Blobs are content-addressed: an orphan from a submission that fails later is
-harmless, and a retry reuses it. Nothing here logs or raises a ref, a file name or a URI.
+The intake service (``Intake.store_files``, ``Intake.import_uris``) writes a submission in one
+batch of the blob store: on return every blob is durable, so the rows naming them may commit.
+Blobs are content-addressed: an orphan from a submission that fails later is harmless, and a
+retry reuses it. Nothing here logs or raises a ref, a file name or a URI.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import IO
 
 from config.settings import Settings
 from intake.errors import FileTooLarge, ImageNotImported
-from storage.blobstore import BlobInfo, BlobStore, BlobTooLarge, BlobWriter, Spool
+from storage.blobstore import BlobInfo, BlobTooLarge, BlobWriter, Spool
 from storage.imports import ImportRefused, UriImportError, import_uri
 
 Stored = list[tuple[str, BlobInfo]]  # (ref, blob) in submission order
 
 
-def store_files(blobs: BlobStore, files: Sequence[tuple[str, IO[bytes]]], max_bytes: int) -> Stored:
-    """Store ``(ref, stream)`` files; a stream that is a ``Spool`` of ``blobs`` (an upload
-    received by the API) is hashed already, and storing it is a rename."""
-    with blobs.batch() as batch:
-        return [(ref, _put(batch, i, stream, max_bytes)) for i, (ref, stream) in enumerate(files)]
-
-
-def import_uris(blobs: BlobStore, uris: Sequence[tuple[str, str]], settings: Settings) -> Stored:
-    """Import ``(uri, ref)`` pairs (``s3://``, or ``file://`` under ``settings.import_roots``)."""
-    with blobs.batch() as batch:
-        return [(ref, _import(batch, i, uri, settings)) for i, (uri, ref) in enumerate(uris)]
-
-
-def _put(batch: BlobWriter, index: int, stream: IO[bytes], max_bytes: int) -> BlobInfo:
+def put_file(batch: BlobWriter, index: int, stream: IO[bytes], max_bytes: int) -> BlobInfo:
     try:
         if isinstance(stream, Spool):
             return batch.put_spool(stream)
@@ -40,7 +27,7 @@ def _put(batch: BlobWriter, index: int, stream: IO[bytes], max_bytes: int) -> Bl
         raise FileTooLarge(index, exc.max_bytes) from None
 
 
-def _import(batch: BlobWriter, index: int, uri: str, settings: Settings) -> BlobInfo:
+def import_one(batch: BlobWriter, index: int, uri: str, settings: Settings) -> BlobInfo:
     try:
         return import_uri(uri, batch, settings)
     except UriImportError as exc:

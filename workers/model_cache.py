@@ -61,8 +61,11 @@ class ModelCache:
         return model_ref_of(name, version)
 
     def get(self, model_ref: str) -> Predictor:
-        ref = self.resolve(model_ref)
-        expected = model_ref.partition("@")[2].lower() or None
+        pinned, _, digest = model_ref.partition("@")
+        expected = digest.lower() or None
+        # A "name:version" already loaded is served as it is (its digest still checked below):
+        # resolving it again would list the repository's directories for every chunk.
+        ref = pinned if pinned in self._predictors else self.resolve(model_ref)
         predictor = self._predictors.get(ref)
         if predictor is None:
             predictor = self._load(ref, expected)

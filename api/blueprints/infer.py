@@ -125,7 +125,7 @@ def _submit(owner_id: int, key: str | None, digest: str | None, intake: Intake) 
         job, _ = services().intake.submit(
             session,
             session.get_one(ApiKey, owner_id),
-            model_ref,
+            model,  # the row read above: not looked up again
             stored.images,
             idempotency_key=key,
             request_digest=digest,

@@ -25,7 +25,7 @@ from api.upload_slots import upload_slot
 from db.idempotency import check_same_request, key_hash, request_digest
 from db.model_queue import row_for
 from db.model_registry import find_model
-from db.models import ApiKey, Job, JobStatus, Lane, ModelVersion, Role
+from db.models import Job, JobStatus, Lane, ModelVersion, Role
 from db.session import session_scope
 
 bp = Blueprint("job_submit", __name__, url_prefix="/v1/jobs")
@@ -50,16 +50,15 @@ def submit() -> Response:
     with session_scope(services().sessions) as session:
         # A typo'd or (in production) non-clinical model, or an unmeetable deadline, fails
         # before any upload is stored.
-        model = find_model(session, intake.model)
-        _require_clinical(model)
+        model = _require_clinical(find_model(session, intake.model))
         check_deadline(session, model.name, Lane.BATCH, intake.count, deadline_at)
     stored = store(intake)
     with session_scope(services().sessions) as session:
-        owner = session.get_one(ApiKey, who.id)
+        # The model row and the caller were read already: the job is written from them.
         job, created = services().intake.submit(
             session,
-            owner,
-            intake.model,
+            who,
+            model,
             stored.images,
             seal=intake.seal,
             idempotency_key=key,
@@ -158,7 +157,7 @@ def _require_images(intake: Intake) -> None:
         )
 
 
-def _require_clinical(model: ModelVersion) -> None:
+def _require_clinical(model: ModelVersion) -> ModelVersion:
     """Production serves clinical models only, unless the deployment opts in (issue 9)."""
     settings = services().settings
     use = intended_use(model.card or {})
@@ -170,6 +169,7 @@ def _require_clinical(model: ModelVersion) -> None:
             422,
             {"model": f"{model.name}:{model.version}", "intended_use": use},
         )
+    return model
 
 
 def _open_job(session: Any, job_id: str, who: Caller) -> Job:

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 )
 def collect(self: Task, message: dict[str, Any]) -> int:
     from db.collect import record_results
+    from db.models import Job
     from db.session import session_scope
 
     settings = settings_of(self.app)
@@ -53,16 +54,19 @@ def collect(self: Task, message: dict[str, Any]) -> int:
         return 0
     # The engine is created here, lazily, in the pool process (after the fork).
     with session_scope(db_sessions.session_factory(settings)) as session:
-        images = owner_pseudonyms(session, chunk.job_id, chunk.images, settings.secret_key)
+        # Read once and held: record_results refreshes this same instance under its lock, and
+        # whether the chunk closed the job is read from it afterwards.
+        job = session.get(Job, chunk.job_id)
+        owner = job.owner_key_id if job is not None else None
+        images = owner_pseudonyms(owner, chunk.images, settings.secret_key)
         written = record_results(session, chunk.job_id, images)
-        finished = written > 0 and job_finished(session, chunk.job_id)
-        closed = _closed_now(session, chunk.job_id, written)
-    if finished:  # after the commit: a waiter woken now finds the results
+        closed = _closed_now(job, written)
+    if closed is not None:  # after the commit: a waiter woken now finds the results
         announce(settings, chunk.job_id)
     note_final(settings, chunk)
     _observe(written, closed)
     log.info("collected %d results, %d written", len(chunk.images), written)
-    if finished:  # anchor the chain at every job's end, after the commit above
+    if closed is not None:  # anchor the chain at every job's end, after the commit above
         self.app.send_task(ANCHOR_TASK, queue=RESULTS_QUEUE)
     return written
 
@@ -79,34 +83,31 @@ def note_final(settings: Settings, chunk: ChunkResults) -> None:
 
 
 def owner_pseudonyms(
-    session: Any, job_id: str, images: tuple[ScoredImage, ...], secret: str
+    owner: int | None, images: tuple[ScoredImage, ...], secret: str
 ) -> list[ScoredImage]:
     """The images with their pseudonyms re-keyed for the job's owner (privacy/pseudonym.py)."""
-    from sqlalchemy import select
-
-    from db.models import Job
     from privacy.pseudonym import for_owner
 
-    owner = session.scalar(select(Job.owner_key_id).where(Job.id == job_id))
     if owner is None:
         return list(images)  # an unknown job: record_results writes nothing anyway
     return [replace(i, facts=for_owner(i.facts, secret, owner)) if i.facts else i for i in images]
 
 
 def job_finished(session: Any, job_id: str) -> bool:
+    """Whether the job is final now (the reconciler's give-up path asks after its write)."""
     from db.models import FINAL_JOB_STATUSES, Job
 
-    job = session.get(Job, job_id)  # in the session already: record_results loaded it
+    job = session.get(Job, job_id)
     return job is not None and job.status in FINAL_JOB_STATUSES
 
 
-def _closed_now(session: Any, job_id: str, written: int) -> tuple[str, float] | None:
-    """(model, seconds from creation to close) if this chunk finished the job, else None."""
-    from db.models import Job
+def _closed_now(job: Any, written: int) -> tuple[str, float] | None:
+    """(model, seconds from creation to close) if this chunk finished the job, else None.
 
+    Results are written only to a job that was not final, so a job final after writing some
+    closed in this transaction."""
     if not written:
         return None
-    job = session.get(Job, job_id)  # already in the session: record_results loaded it
     if job is None or not job.status.is_final or job.finished_at is None:
         return None  # a job that was final before took no results, so it closed just now
     return job.model_name, max(0.0, (job.finished_at - job.created_at).total_seconds())
