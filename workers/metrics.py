@@ -42,6 +42,12 @@ QUEUE_WAIT = Histogram(
     ["model"],
     buckets=WAIT_BUCKETS,
 )
+CHUNKS_SPLIT = Counter(
+    "medflow_chunks_split",
+    "Chunks that could not finish (their process died or hung) and were split into one task per"
+    " image, by model and cause (WORKER_CRASHED, TIMED_OUT)",
+    ["model", "cause"],
+)
 RESULTS_WRITTEN = Counter("medflow_results_written", "Image results the collector wrote")
 AUDIT_APPENDS = Counter("medflow_audit_appends", "Audit events the collector appended")
 JOB_SECONDS = Histogram(

@@ -116,13 +116,18 @@ class BatchSender:
     def send(self, results: list[ScoredImage]) -> None:
         send_results(self.app, self.chunk_id, self.job_id, results)
         self.sent.update(result.image_id for result in results)
-        metrics.observe_images(self.model, results)
-        for result in results:
-            if result.status == FAILED:
-                # The id and the code only: an error message may quote the image's header.
-                extra = {"image_id": result.image_id, "error_code": str(result.error_code)}
-                log.warning("image %d failed: %s", result.image_id, result.error_code, extra=extra)
-        self.failed += sum(result.status == FAILED for result in results)
+        self.failed += observe(self.model, results)
+
+
+def observe(model: str, results: list[ScoredImage]) -> int:
+    """Count results in the metrics and log each failure; how many failed."""
+    metrics.observe_images(model, results)
+    failed = [result for result in results if result.status == FAILED]
+    for result in failed:
+        # The id and the code only: an error message may quote the image's header.
+        extra = {"image_id": result.image_id, "error_code": str(result.error_code)}
+        log.warning("image %d failed: %s", result.image_id, result.error_code, extra=extra)
+    return len(failed)
 
 
 def send_results(app: Celery, chunk_id: str, job_id: str, results: list[ScoredImage]) -> None:
@@ -144,11 +149,15 @@ def abandon(
 ) -> None:
     """A chunk that cannot finish. Alone, its image fails with ``code``; with mates, every
     image is retried by itself, so the one at fault fails alone and the others complete."""
+    model = model_name_of(chunk.model_ref)
     if len(items) > 1:
+        metrics.CHUNKS_SPLIT.labels(model, str(code)).inc()
         isolate(app, chunk, items)
         return
     message = _ABANDONED[code].format(n=n, limit=image_time_limits(settings_of(app))[1])
-    send_results(app, chunk_id, chunk.job_id, [ScoredImage.failure(items[0][0], code, message)])
+    failure = ScoredImage.failure(items[0][0], code, message)
+    send_results(app, chunk_id, chunk.job_id, [failure])
+    observe(model, [failure])  # counted and logged like any failed image
 
 
 _ABANDONED = {

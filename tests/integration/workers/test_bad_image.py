@@ -108,6 +108,8 @@ def test_image_that_kills_its_process_fails_alone(
     time.sleep(2)
     assert worker.text().count(POOL_DEATH) - deaths_before == 2 * START_LIMIT
     assert "chunk split: 4 images retried one at a time" in worker.text()
+    # Logged like any failed image: its id and its code (what an operator greps for).
+    assert "image 102 failed: WORKER_CRASHED" in worker.text()
 
 
 def test_image_that_hangs_fails_alone(
@@ -122,6 +124,7 @@ def test_image_that_hangs_fails_alone(
     assert sorted(r["image_id"] for r in results) == sorted(ids)
     assert by_id[101]["status"] == "failed" and by_id[101]["error_code"] == "TIMED_OUT"
     assert by_id[100]["status"] == "ok" and by_id[102]["status"] == "ok"
+    assert "image 101 failed: TIMED_OUT" in worker.text()
     # One chunk soft limit, then one image soft limit (plus the worker's own overhead).
     assert time.monotonic() - started < CHUNK_LIMIT_S + IMAGE_LIMIT_S + 20
 
@@ -154,3 +157,4 @@ def test_image_stuck_past_the_soft_limit_fails_alone_at_the_hard_limit(
     assert by_id[100]["status"] == "ok"
     assert by_id[101]["status"] == "failed" and by_id[101]["error_code"] == "TIMED_OUT"
     assert "killed at its hard time limit" in worker.text()
+    assert "image 101 failed: TIMED_OUT" in worker.text()
