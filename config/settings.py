@@ -74,6 +74,7 @@ NUMBER_VARS = {
     "anchor_interval_s": "MEDFLOW_ANCHOR_INTERVAL_S",
     # Abandoned uploads end (issue 13)
     "open_job_idle_s": "MEDFLOW_OPEN_JOB_IDLE_S",
+    "spool_idle_s": "MEDFLOW_SPOOL_IDLE_S",
     # Many hosts (issue 12): a worker's or the collector's own metrics endpoint (0: none).
     "metrics_port": "MEDFLOW_METRICS_PORT",
     # Interactive lane and queue caps (issue 14)
@@ -170,6 +171,10 @@ class Settings:
     # An open job that received no image for this long is sealed by the reconciler (its
     # uploader went away); an empty one is cancelled.
     open_job_idle_s: int = 3600
+    # An upload spool (a temp file in the blob store) untouched this long has no writer left (a
+    # request killed mid-body): the reconciler removes it. A live request writes to its spool
+    # every few milliseconds and stores it within the API's request timeout, far less than this.
+    spool_idle_s: int = 600
     # Many hosts (issue 12). The model repository: None means model_root (a directory); else
     # "s3://bucket/prefix" or "file:///dir". Workers and the API mirror an S3 repository into
     # model_cache_dir (cards on listing, graphs on first use, checked by sha256).
@@ -248,6 +253,8 @@ class Settings:
             raise SettingsError("MEDFLOW_VISIBILITY_TIMEOUT_S must exceed the chunk time limit")
         if self.chunk_start_limit < 1 or self.image_time_limit_s < 2:
             raise SettingsError("MEDFLOW_CHUNK_START_LIMIT >= 1, MEDFLOW_IMAGE_TIME_LIMIT_S >= 2")
+        if self.spool_idle_s < 1:
+            raise SettingsError("MEDFLOW_SPOOL_IDLE_S must be >= 1")
         if self.fault_hooks and self.env != "test":
             raise SettingsError("MEDFLOW_FAULT_HOOKS is for tests only (MEDFLOW_ENV=test)")
         self._check_webhooks()

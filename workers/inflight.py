@@ -6,7 +6,8 @@ result waits in the results queue, or while either was delivered and not acked y
 ``unacked`` hash; ``unacked_index`` holds each delivery's time). A delivery older than any task
 can run belongs to a worker that died whole (SIGKILL, a lost host): it is put back in its queue
 at once, as kombu itself would only after the visibility timeout (an hour), and it stays in
-flight: the same message comes back, no second copy is made.
+flight: the same message comes back, no second copy is made. A retry held by a live worker until
+its ETA (the collector's, while Postgres is down) runs only then: its age counts from the ETA.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import base64
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from workers.queues import INFER_PREFIX, RESULTS_QUEUE
@@ -71,9 +73,20 @@ def _read_unacked(client: Any, now: float, max_run_s: float, found: InFlight) ->
         except (ValueError, TypeError):
             continue
         ids = _image_ids(envelope)
-        if ids and now - taken.get(tag, now) > max_run_s and _ours(queue):
+        started = max(taken.get(tag, now), _eta(envelope))
+        if ids and now - started > max_run_s and _ours(queue):
             found.restored += _restore(client, tag, queue, envelope)
         found.image_ids.update(ids)
+
+
+def _eta(envelope: dict[str, Any]) -> float:
+    """When a delivery held for later (a retry's countdown) may start: its ``eta`` header as a
+    Unix time, or 0 for a message to run at once."""
+    try:
+        eta = datetime.fromisoformat(envelope["headers"]["eta"])
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+    return (eta if eta.tzinfo else eta.replace(tzinfo=UTC)).timestamp()
 
 
 def _ours(queue: Any) -> bool:

@@ -2,9 +2,9 @@
 with the test-only fault hooks on and short timers, shared by every test of the session.
 
 Timers: chunks of 8 cut at 12 s (an image alone at 8 s: a loaded machine is slow), a chunk split
-after 2 starts, the reconciler every 2 s re-sending images that no message has held for 6 s.
-Jobs are 24 small PNGs instead of the issue's 200 images: each fault hits a chunk, a process or
-a server, so three chunks show the same property as 25.
+after 2 starts, the reconciler every 2 s re-sending images that no message has held for 6 s and
+sweeping upload spools idle for 15 s. Jobs are the issue's 200 images, small PNGs (96 px: the
+faults are about chunks, processes and servers, not pixels), so a job takes seconds.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ IMAGE_TIME_LIMIT_S = 8
 CHUNK_START_LIMIT = 2
 RECONCILE_INTERVAL_S = 2
 PENDING_TIMEOUT_S = 6
+SPOOL_IDLE_S = 15
+JOB_SIZE = 200
 # Every job's job.finished is POSTed to a receiver of the test's (checks.assert_sound); a send
 # cut by a kill is sent again after OUTBOX_LEASE_S (over the 12 s dispatch limit).
 SECRET_ENV = "MEDFLOW_FAULTS_WEBHOOK_SECRET"
@@ -102,6 +104,7 @@ def fault_settings(
         chunk_start_limit=CHUNK_START_LIMIT,
         pending_timeout_s=PENDING_TIMEOUT_S,
         reconcile_interval_s=RECONCILE_INTERVAL_S,
+        spool_idle_s=SPOOL_IDLE_S,
         secret_key=SECRET,
         rate_limit="100000/minute",
         fault_hooks=1,
@@ -140,15 +143,20 @@ class ImageMaker:
     def __init__(self, root: Path) -> None:
         self.root, self.made = root, 0
 
-    def job(self, count: int, marks: dict[int, bytes] | None = None) -> list[Path]:
+    def job(
+        self, count: int, marks: dict[int, bytes] | None = None, side: int = 96, into: str = ""
+    ) -> list[Path]:
+        """``count`` PNGs of ``side`` px, in a directory of their own when ``into`` names one."""
         marks = marks or {}
+        folder = self.root / into
+        folder.mkdir(exist_ok=True)
         paths = []
         for index in range(count):
             self.made += 1
-            pixels = (np.random.default_rng(self.made).random((96, 96)) * 255).astype(np.uint8)
+            pixels = (np.random.default_rng(self.made).random((side, side)) * 255).astype(np.uint8)
             out = io.BytesIO()
             Image.fromarray(pixels).save(out, "PNG")
-            path = self.root / f"{self.made}.png"
+            path = folder / f"{self.made}.png"
             path.write_bytes(out.getvalue() + marks.get(index, b""))
             paths.append(path)
         return paths

@@ -11,12 +11,12 @@ from tests.faults.conftest import (
     CHUNK_START_LIMIT,
     CHUNK_TIME_LIMIT_S,
     IMAGE_TIME_LIMIT_S,
+    JOB_SIZE,
     ImageMaker,
 )
 from workers.fault_hooks import HANG_MARK, KILL_MARK
 
-JOB_SIZE = 24
-BAD = 11  # in the second chunk of 8
+BAD = 101  # in the 13th chunk of 8
 POOL_DEATH = "exited with 'signal 9 (SIGKILL)'"
 # Each death costs a pool process restart (a model load, about a second here): generous.
 POISON_BOUND_S = 60.0

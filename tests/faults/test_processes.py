@@ -17,9 +17,8 @@ from tests.faults.checks import (
     restart,
     wait_done,
 )
-from tests.faults.conftest import CHUNK_TIME_LIMIT_S, RECONCILE_INTERVAL_S, ImageMaker
+from tests.faults.conftest import CHUNK_TIME_LIMIT_S, JOB_SIZE, RECONCILE_INTERVAL_S, ImageMaker
 
-JOB_SIZE = 24
 WORKER = "worker-nodule-detector"
 SENT = "Sending due task reconcile"
 # A worker killed whole leaves its deliveries unacked: the reconciler puts them back after

@@ -7,12 +7,15 @@ import time
 
 from tests.e2e.harness import E2EStack
 from tests.faults.checks import assert_sound, wait_done
-from tests.faults.conftest import PENDING_TIMEOUT_S, RECONCILE_INTERVAL_S, ImageMaker
+from tests.faults.conftest import JOB_SIZE, PENDING_TIMEOUT_S, RECONCILE_INTERVAL_S, ImageMaker
 from tests.faults.servers import PrivatePostgres, PrivateRedis
 
-JOB_SIZE = 24
 # Everything Redis held is gone: the reconciler re-sends what Postgres still calls pending.
 RECOVERY_S = PENDING_TIMEOUT_S + 4 * RECONCILE_INTERVAL_S + 60
+# The issue's outage. The collector's writes fail meanwhile and retry with jittered delays of
+# at most 30 s (workers.tasks.collect): each is written within 30 s of the restart.
+POSTGRES_DOWN_S = 30
+POSTGRES_RECOVERY_S = POSTGRES_DOWN_S + RECOVERY_S
 
 
 def test_every_message_duplicated(stack: E2EStack, images: ImageMaker) -> None:
@@ -47,14 +50,28 @@ def test_postgres_stopped(
     stack: E2EStack, images: ImageMaker, postgres_server: PrivatePostgres
 ) -> None:
     job_id = stack.upload_job(images.job(JOB_SIZE))
+    written = wait_some_written(stack, job_id)  # mid-job: the first results are in
     postgres_server.stop()
-    time.sleep(5)  # the collector's writes fail meanwhile, and retry
+    time.sleep(POSTGRES_DOWN_S)
     postgres_server.start()
 
-    wait_done(stack, job_id, RECOVERY_S)
+    wait_done(stack, job_id, POSTGRES_RECOVERY_S)
 
     states = assert_sound(stack, job_id)
     assert set(states.values()) == {("succeeded", None)}
+    assert written < JOB_SIZE, "the job was over before Postgres stopped"
+
+
+def wait_some_written(stack: E2EStack, job_id: str) -> int:
+    """Images already written once the first result is in (read from the database)."""
+    from db.models import Job
+
+    def written() -> int:
+        with stack.sessions() as session:
+            job = session.get_one(Job, job_id)
+            return job.succeeded + job.failed
+
+    return int(stack.wait_until(written, 60, f"a first result of {job_id}", job_id, poll_s=0.05))
 
 
 def test_redis_restarted_empty(

@@ -35,12 +35,14 @@ log = logging.getLogger(__name__)
     ignore_result=True,
     acks_late=True,
     # A database restart or a lock timeout is transient: retry with growing, jittered delays
-    # instead of losing the chunk. Any other error is a bug and fails loudly in Flower.
+    # instead of losing the chunk. Any other error is a bug and fails loudly in Flower. Delays
+    # stop growing at 30 s, so results are written within 30 s of Postgres coming back (at 300 s
+    # a 30 s outage held some for minutes); 120 tries still wait out about half an hour.
     autoretry_for=(OperationalError,),
     retry_backoff=2,
-    retry_backoff_max=300,
+    retry_backoff_max=30,
     retry_jitter=True,
-    max_retries=20,
+    max_retries=120,
 )
 def collect(self: Task, message: dict[str, Any]) -> int:
     from db.collect import record_results

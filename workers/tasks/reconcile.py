@@ -28,9 +28,6 @@ log = logging.getLogger(__name__)
 
 # Bounds one run's transaction and burst of messages; the next run takes the rest.
 RECONCILE_BATCH = 2000
-# A spool untouched this long has no writer left: a live request writes to it every few
-# milliseconds (250 KB steps), and the API's request timeout is shorter than this.
-SPOOL_IDLE_S = 600
 
 # (job_id, model_ref, interactive) -> [(id, key, attempts)]
 Chunks = dict[tuple[str, str, bool], list[tuple[int, str, int]]]
@@ -46,7 +43,7 @@ def reconcile(self: Task) -> int:
     stale, exhausted = claim_stale(settings, flight.image_ids, self.app)
     failed = fail_exhausted(settings, exhausted)
     sealed = seal_idle_jobs(self.app, settings)
-    swept = resources.blob_store(settings).sweep_spools(SPOOL_IDLE_S)
+    swept = resources.blob_store(settings).sweep_spools(settings.spool_idle_s)
     count = sum(len(images) for images in stale.values())
     if count:
         log.warning("reconcile: re-queued %d stale images of %d jobs", count, len(stale))

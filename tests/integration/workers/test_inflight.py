@@ -48,3 +48,27 @@ def test_queued_unacked_and_dead_deliveries(private_redis_url: str, celery_app: 
             client.flushdb()
             client.close()
     assert taken_ids in ({1, 2}, {3})
+
+
+def test_a_retry_held_until_its_eta_is_not_dead(private_redis_url: str, celery_app: Any) -> None:
+    """The collector holds a retried collect (Postgres down) unacked until its countdown ends:
+    its age counts from then, or a live retry would be put back as a second copy."""
+    client = redis.Redis.from_url(private_redis_url)
+    client.flushdb()
+    results = ChunkResults("j", "t", (ScoredImage.failure(5, "X", "x"),)).to_message()
+    celery_app.send_task("medflow.collect", args=[results], queue=RESULTS_QUEUE, countdown=300)
+    with Connection(private_redis_url) as conn:
+        conn.SimpleQueue(RESULTS_QUEUE).get(timeout=5)  # delivered, held for its ETA
+        try:
+            later = time.time() + 61
+            flight = read_in_flight(client, later, max_run_s=60)
+            assert flight.image_ids == {5} and flight.restored == 0
+            assert client.hlen(UNACKED) == 1
+
+            # Long past its ETA and still unacked: its worker died.
+            flight = read_in_flight(client, later + 300, max_run_s=60)
+            assert flight.image_ids == {5} and flight.restored == 1
+            assert client.hlen(UNACKED) == 0 and client.llen(RESULTS_QUEUE) == 1
+        finally:
+            client.flushdb()
+            client.close()

@@ -58,6 +58,7 @@ def changed_values(tmp_path: Path) -> dict[str, Any]:
         "import_allow_hardlinks": True,
         "allow_nonclinical_models": True,
         "open_job_idle_s": 120,
+        "spool_idle_s": 30,
         # Many hosts (issue 12)
         "model_repository": "s3://models/medflow",
         "model_cache_dir": tmp_path / "model-cache",
