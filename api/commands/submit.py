@@ -10,9 +10,10 @@ from typing import Any
 
 import click
 
-from api.client import MedflowClient
+from api.client import MedflowClient, MedflowError
 from api.commands.progress import Progress, bar
 from api.commands.remote import FINAL_STATUSES, client_options, counts, describe
+from api.commands.upload_record import UploadRecord
 
 MIB = 1024 * 1024
 # Polls back off to every 2 s: a poll costs the API about 2 ms of CPU, and a longer gap makes
@@ -36,6 +37,12 @@ POLL_MIN_S, POLL_MAX_S = 0.5, 2.0
     help="Continue an interrupted upload into JOB: send only the files it lacks, then seal.",
 )
 @click.option(
+    "--new",
+    "force_new",
+    is_flag=True,
+    help="Open a new job even if an earlier run of the same files stopped before sealing one.",
+)
+@click.option(
     "--batch-mb",
     default=64,
     show_default=True,
@@ -50,12 +57,14 @@ def submit(
     wait: bool,
     out: Path | None,
     resume_job: str | None,
+    force_new: bool,
     batch_mb: int,
 ) -> None:
     """Submit images (files or directories, searched recursively) as one job.
 
     503s and dropped connections are retried with backoff; if the command still stops
-    mid-upload, run it again with ``--resume JOB`` (the job id it printed)."""
+    mid-upload, run it again: it continues the job it opened (sending only what the job
+    lacks) unless given --new. ``--resume JOB`` continues a given job."""
     files, skipped = expand(paths)
     if skipped:
         names = ", ".join(path.name for path in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
@@ -63,10 +72,17 @@ def submit(
         click.echo(f"skipped {len(skipped)} {noun}: {names}", err=True)
     if not files:
         raise click.UsageError("no image files found under the given paths")
-    job_id = resume(client, resume_job, files) if resume_job else open_new(client, model)
+    record = UploadRecord.for_run(client.base_url, model, files)
+    earlier = None if force_new or resume_job else record.read()
+    if resume_job:
+        job_id = resume(client, resume_job, files)
+    else:
+        job_id = (earlier and resume_interrupted(client, earlier, files)) or open_new(client, model)
+    record.write(job_id)
     if files:
         upload(client, job_id, files, batch_mb * MIB)
     click.echo(describe(client.seal(job_id)), err=True)
+    record.remove()
     click.echo(job_id)  # stdout carries only the id, for scripts
     if not wait:
         return
@@ -84,6 +100,22 @@ def open_new(client: MedflowClient, model: str) -> str:
     job = client.open_job(model, idempotency_key=uuid.uuid4().hex)
     click.echo(f"job {job['id']} opened for {model}", err=True)
     return str(job["id"])
+
+
+def resume_interrupted(client: MedflowClient, job_id: str, files: list[Path]) -> str | None:
+    """The job an interrupted run of these files opened, continued; None when it is gone or no
+    longer open (it was sealed: this is a new run)."""
+    try:
+        status = client.get_job(job_id).get("status")
+    except MedflowError as exc:
+        if exc.status not in (403, 404):  # gone, or another key's
+            raise
+        return None
+    if status != "open":
+        return None
+    note = f"continuing job {job_id}, opened by an interrupted run (--new: a new job)"
+    click.echo(note, err=True)
+    return resume(client, job_id, files)
 
 
 def resume(client: MedflowClient, job_id: str, files: list[Path]) -> str:

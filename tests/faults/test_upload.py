@@ -1,9 +1,13 @@
 """The API killed mid-upload: `medflow submit` (the real command, in its own process) retries
 through the outage and completes the job, nothing lost or duplicated, and the upload spools the
-dead request left are swept by the reconciler."""
+dead request left are swept by the reconciler. And `medflow submit` itself killed mid-upload:
+the same command run again continues the job it had opened."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -31,16 +35,10 @@ RECOVERY_S = PENDING_TIMEOUT_S + 4 * RECONCILE_INTERVAL_S + 60
 SWEEP_S = SPOOL_IDLE_S + 3 * RECONCILE_INTERVAL_S + 10
 
 
-def test_api_killed_mid_upload(stack: E2EStack, images: ImageMaker) -> None:
+def test_api_killed_mid_upload(stack: E2EStack, images: ImageMaker, tmp_path: Path) -> None:
     files = images.job(JOB_SIZE, side=SIDE, into="killed-api")
     spool_dir = Path(stack.settings.blob_url.removeprefix("file://"))
-    argv = [*medflow(), "submit", str(files[0].parent), "--model", MODEL, "--batch-mb"]
-    argv += [str(BATCH_MB), "--url", stack.api_url, "--key", stack.client.api_key]
-    submit = subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    submit = start_submit(stack, files[0].parent, tmp_path)
     try:
         # SIGKILL (gunicorn and its workers) the moment a request is writing its spools.
         wait_for_spools(spool_dir, submit)
@@ -70,8 +68,40 @@ def test_api_killed_mid_upload(stack: E2EStack, images: ImageMaker) -> None:
     assert child(stack, "api").alive()
 
 
-def medflow() -> list[str]:
-    return [str(Path(sys.executable).with_name("medflow"))]
+def test_submit_killed_then_run_again(stack: E2EStack, images: ImageMaker, tmp_path: Path) -> None:
+    files = images.job(JOB_SIZE, side=SIDE, into="killed-submit")
+    spool_dir = Path(stack.settings.blob_url.removeprefix("file://"))
+    first = start_submit(stack, files[0].parent, tmp_path)
+    try:
+        wait_for_spools(spool_dir, first)
+        os.kill(first.pid, signal.SIGKILL)  # a closed terminal, a dead laptop
+        _, err = first.communicate(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    opened = re.search(r"job (\S+) opened", err.decode())
+    assert opened, err.decode(errors="replace")
+
+    again = start_submit(stack, files[0].parent, tmp_path)  # the same command
+    out, err = again.communicate(timeout=SUBMIT_TIMEOUT_S)
+    assert again.returncode == 0, err.decode(errors="replace")
+    assert out.decode().strip() == opened.group(1)
+    assert f"continuing job {opened.group(1)}" in err.decode()
+
+    rows = stack.image_rows(opened.group(1))
+    assert Counter(row.ref for row in rows) == Counter(str(path) for path in files)
+    wait_done(stack, opened.group(1), RECOVERY_S)
+    assert set(assert_sound(stack, opened.group(1)).values()) == {("succeeded", None)}
+    assert not list((tmp_path / "state").rglob("*.json")), "a sealed upload left its record"
+
+
+def start_submit(stack: E2EStack, folder: Path, state: Path) -> subprocess.Popen[bytes]:
+    """`medflow submit FOLDER` in 1 MiB requests, its upload records under ``state``."""
+    argv = [str(Path(sys.executable).with_name("medflow")), "submit", str(folder)]
+    argv += ["--model", MODEL, "--batch-mb", str(BATCH_MB)]
+    argv += ["--url", stack.api_url, "--key", stack.client.api_key]
+    env = {**os.environ, "XDG_STATE_HOME": str(state / "state")}
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def spools(root: Path) -> set[str]:
