@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from itertools import pairwise
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, event, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -166,3 +167,47 @@ def test_anchor_beyond_head(session_factory: sessionmaker[Session]) -> None:
     with session_scope(session_factory) as session:
         report = verify_chain(session, [forged], key=VERIFY_KEY)
     assert (report.ok, report.first_bad_seq, report.reason) == (False, 3, "anchor_beyond_head")
+
+
+def test_appends_in_one_transaction_lock_and_read_the_head_once(
+    session_factory: sessionmaker[Session],
+) -> None:
+    # A job's submission appends three events in one transaction: the first locks the chain
+    # and reads its head, the others continue from the head they wrote themselves.
+    append_many(session_factory, 1)
+    statements: list[str] = []
+    engine = session_factory.kw["bind"]
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with session_scope(session_factory) as session:
+            for i in range(3):
+                append_one(session, "same-transaction", i)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    head_reads = [s for s in statements if "FROM audit_events" in s]
+    assert len(head_reads) == 1
+    assert sum("pg_advisory_xact_lock" in s for s in statements) <= 1
+    with session_scope(session_factory) as session:
+        report = verify_chain(session)
+    assert report.ok and report.head_seq == 4
+
+
+def test_an_append_after_a_rolled_back_savepoint_reads_the_head_again(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with session_scope(session_factory) as session:
+        append_one(session, "outer", 0)
+        savepoint = session.begin_nested()
+        append_one(session, "inner", 0)  # rolled back below: the chain must not build on it
+        savepoint.rollback()
+        append_one(session, "outer", 1)
+    with session_scope(session_factory) as session:
+        report = verify_chain(session)
+        events = session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).all()
+    assert report.ok
+    assert [e.object_id for e in events] == ["outer-0", "outer-1"]
+    assert events[1].prev_hash == events[0].hash
