@@ -86,3 +86,21 @@ def test_retry_after_figures() -> None:
     assert seconds_until_meetable(Outlook(100, 1, 10.0), within_s=4.0) == 7  # 10.1 - 4
     assert seconds_until_room(QueueFull(queued=95, cap=100, requested=25, rate_per_s=4.0)) == 5
     assert seconds_until_room(QueueFull(queued=95, cap=100, requested=25, rate_per_s=None)) == 1
+
+
+def test_urgent_images_between_batch_chunks_slow_the_batch_rate_they_do_not_add_to_it() -> None:
+    queue = row(1000, interactive_queued=40)
+    session = OneRow(queue)
+    mark_done(session, "m", Lane.BATCH, 8, T0)  # opens the window
+    step = timedelta(seconds=0.25)
+    for n in range(1, 9):  # per 0.25 s: one batch chunk of 8 and 4 urgent single images
+        mark_done(session, "m", Lane.INTERACTIVE, 4, T0 + n * step - step / 2)
+        mark_done(session, "m", Lane.BATCH, 8, T0 + n * step)
+    assert queue.rate_per_s == pytest.approx(64 / RATE_WINDOW_S)  # batch images only
+    assert queue.interactive_done == 32
+    # With no batch queued, urgent images are what the model does: they are counted.
+    alone = row(0, interactive_queued=100)
+    session = OneRow(alone)
+    for n in range(9):
+        mark_done(session, "m", Lane.INTERACTIVE, 4, T0 + n * step)
+    assert alone.rate_per_s == pytest.approx(32 / RATE_WINDOW_S)
