@@ -420,6 +420,15 @@ def interactive_rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
                 for b in batches
             ),
         ),
+        # An ETA rests on the rate measured before the job: on a shared machine, the worker's
+        # own time per image shows how much faster or slower the machine became since.
+        (
+            "  worker ms per image: calibration, under load, quiet",
+            " / ".join(
+                str(b.get("worker_ms_per_image"))
+                for b in (result.get("calibration") or {}, *batches)
+            ),
+        ),
     ]
 
 

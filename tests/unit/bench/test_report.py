@@ -154,3 +154,21 @@ def test_machine_facts_name_the_cpu_and_the_versions() -> None:
     assert facts["cores"] >= 1
     assert len(facts["load_average"]) == 3
     assert "onnxruntime" in facts["packages"]
+
+
+def test_interactive_rows_show_the_eta_error_and_the_machine_speed_behind_it() -> None:
+    batch = {"eta_at_submit_s": 64.4, "actual_s": 45.5, "eta_error": 0.415, "done": 500,
+             "images": 500, "status": "completed", "worker_ms_per_image": 161.6}  # fmt: skip
+    quiet = {**batch, "eta_at_submit_s": 37.9, "actual_s": 73.0, "eta_error": -0.481,
+             "worker_ms_per_image": 266.2}  # fmt: skip
+    result = {
+        "quiet": {"requests": 200, "p50_ms": 160.0, "p99_ms": 552.6, "load": [8.6]},
+        "loaded": {"requests": 55, "batch": batch},
+        "quiet_batch": quiet,
+        "calibration": {"worker_ms_per_image": 309.0},
+    }
+    rows = dict(report.interactive_rows(result))
+    assert rows["batch ETA at submit vs actual s (within 25%)"] == (
+        "64.4 vs 45.5 (+42%); 37.9 vs 73.0 (-48%)"
+    )
+    assert rows["  worker ms per image: calibration, under load, quiet"] == "309.0 / 161.6 / 266.2"
