@@ -161,7 +161,10 @@ def test_two_hosts_without_shared_disk_complete_a_job_through_a_cut_link(
         host1, host2 = _images_done(workers[0]), _images_done(workers[1])
         assert host1 > 0 and cut_at > 0, (host1, cut_at)
         assert host2 <= cut_at + CHUNK_SIZE  # at most the chunk it was finishing at the cut
-        assert host1 + cut_at >= IMAGES, (host1, cut_at)
+        # Every image was done by one host or the other (results once each: the audit above).
+        # Not host1 + cut_at: host2 may finish a batch between the cut and cut_at's read, its
+        # results already on the wire (seen: 192 + 4 of 200, host2 at 8).
+        assert host1 + host2 >= IMAGES, (host1, host2, cut_at)
     finally:
         stop_all(workers, 3)
 
