@@ -36,6 +36,8 @@ READ_BLOCK = 1024 * 1024
 TIMEOUT_S = 300.0
 # Transient answers: a restarting API, a full proxy, an overloaded upload pool.
 RETRY_STATUSES = frozenset({502, 503, 504})
+# A 503 that waiting seconds will not cure: an operator must start a worker for the model.
+FINAL_CODES = frozenset({"MODEL_NOT_SERVED"})
 RETRIES = 8
 BACKOFF_S, BACKOFF_MAX_S = 1.0, 30.0
 RETRY_AFTER_MAX_S = 300.0
@@ -231,7 +233,7 @@ class MedflowClient:
 def transient(exc: Exception) -> bool:
     """A failure worth retrying: 502/503/504, or a connection refused, reset or dropped."""
     if isinstance(exc, MedflowError):
-        return exc.status in RETRY_STATUSES
+        return exc.status in RETRY_STATUSES and exc.code not in FINAL_CODES
     if isinstance(exc, urllib.error.URLError):
         return isinstance(exc.reason, ConnectionError)
     return isinstance(exc, ConnectionError | http.client.RemoteDisconnected)

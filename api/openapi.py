@@ -15,6 +15,10 @@ from api.openapi_schemas import SCHEMAS, ref
 bp = Blueprint("openapi", __name__)
 
 ROLES_NOTE = "Roles: {}. Another submitter's job answers 404."
+NOT_SERVED_NOTE = (
+    " 503 MODEL_NOT_SERVED (with Retry-After): the model is not one this deployment runs"
+    " (MEDFLOW_MODELS) and no live worker serves it."
+)
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -25,10 +29,12 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): {"$ref": "#/components/responses/Error"} for s in (401, 429, 503, *statuses)}
 
 
-def _op(summary: str, roles: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def _op(
+    summary: str, roles: str, responses: dict[str, Any], note: str = "", **extra: Any
+) -> dict[str, Any]:
     return {
         "summary": summary,
-        "description": ROLES_NOTE.format(roles),
+        "description": ROLES_NOTE.format(roles) + note,
         "responses": responses,
         **extra,
     }
@@ -85,6 +91,7 @@ PATHS: dict[str, Any] = {
                 "200": _json(ref("Job"), "Idempotent replay"),
                 **_errors(400, 403, 404, 413, 415, 422),
             },
+            NOT_SERVED_NOTE,
             requestBody=IMAGES_BODY,
             parameters=[IDEMPOTENCY_KEY],
         ),
@@ -104,6 +111,7 @@ PATHS: dict[str, Any] = {
                 "202": _json(ref("Job"), "Not written within timeout_s: poll the job"),
                 **_errors(400, 403, 404, 413, 415, 422),
             },
+            NOT_SERVED_NOTE,
             requestBody={
                 "required": True,
                 "content": {

@@ -38,11 +38,15 @@ class Snapshot:
     redis: dict[str, Any]
     workers: dict[str, Any]  # {"ok": bool, "error"?}: whether the broadcast could be made
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    queues: dict[str, int] = field(default_factory=dict)  # live workers per queue consumed
+
+    @property
+    def fresh(self) -> bool:
+        return time.monotonic() - self.at < STALE_S
 
     @property
     def ready(self) -> bool:
-        fresh = time.monotonic() - self.at < STALE_S
-        return fresh and self.database["ok"] and self.redis["ok"]
+        return self.fresh and self.database["ok"] and self.redis["ok"]
 
 
 class ReadinessMonitor:
@@ -69,7 +73,9 @@ class ReadinessMonitor:
             database, redis_check = _database(), _redis()
             workers, per_queue = _workers(redis_check["ok"])
             models = _models(per_queue)
-        self.snapshot = Snapshot(time.monotonic(), database, redis_check, workers, models)
+        self.snapshot = Snapshot(
+            time.monotonic(), database, redis_check, workers, models, dict(per_queue)
+        )
         return self.snapshot
 
     def _run(self) -> None:

@@ -31,6 +31,7 @@ from api.errors import ApiError
 from api.extensions import services
 from api.lane import check_deadline, parse_deadline
 from api.serialize import result_item
+from api.serving import require_served
 from api.upload_slots import upload_slot
 from db.model_queue import row_for
 from db.model_registry import find_model
@@ -114,10 +115,11 @@ def _submit(owner_id: int, key: str | None, digest: str | None, intake: Intake) 
     deadline_at = parse_deadline(deadline_field(), datetime.now(UTC))
     model_ref = str(intake.model)  # checked present by _accept
     with session_scope(services().sessions) as session:
-        # A typo'd or (in production) non-clinical model, or an unmeetable deadline, fails
-        # before the upload is stored.
+        # A typo'd, (in production) non-clinical or unserved model, or an unmeetable deadline,
+        # fails before the upload is stored.
         model = find_model(session, model_ref)
         _require_clinical(model)
+        require_served(model.name)
         check_deadline(session, model.name, Lane.INTERACTIVE, 1, deadline_at)
     stored = store(intake)
     with session_scope(services().sessions) as session:

@@ -21,6 +21,7 @@ from api.errors import ApiError
 from api.extensions import services
 from api.lane import check_deadline, parse_deadline
 from api.serialize import intended_use
+from api.serving import require_served
 from api.upload_slots import upload_slot
 from db.idempotency import check_same_request, key_hash, request_digest
 from db.model_queue import row_for
@@ -48,9 +49,10 @@ def submit() -> Response:
     _require_images(intake)
     deadline_at = parse_deadline(deadline_field(), datetime.now(UTC))
     with session_scope(services().sessions) as session:
-        # A typo'd or (in production) non-clinical model, or an unmeetable deadline, fails
-        # before any upload is stored.
+        # A typo'd, (in production) non-clinical or unserved model, or an unmeetable deadline,
+        # fails before any upload is stored.
         model = _require_clinical(find_model(session, intake.model))
+        require_served(model.name)
         check_deadline(session, model.name, Lane.BATCH, intake.count, deadline_at)
     stored = store(intake)
     with session_scope(services().sessions) as session:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from api.client import MedflowClient, MedflowError
+from api.client import MedflowClient, MedflowError, transient
 
 
 class FakeApi(BaseHTTPRequestHandler):
@@ -120,3 +120,8 @@ def test_upload_refused_with_503_is_sent_again_whole(api: str, tmp_path: Path) -
     client(api, waits).add_files("j", paths)
     assert sorted(FakeApi.stored) == sorted(str(p) for p in paths)
     assert waits == [0.0]
+
+
+def test_a_model_no_worker_serves_is_not_retried() -> None:
+    assert transient(MedflowError(503, "UPLOADS_BUSY", "busy", retry_after_s=2))
+    assert not transient(MedflowError(503, "MODEL_NOT_SERVED", "no worker", retry_after_s=30))
