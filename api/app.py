@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from api import auth, extensions, input_guard, request_id
 from api.blueprints import audit, health, infer, job_read, job_submit, metrics, models
+from api.body_timeout import BodyTimeout
 from api.errors import ApiError, handle_api_error, register_error_handlers
 from api.lane import queue_full
 from api.openapi import bp as openapi_bp
@@ -42,6 +43,8 @@ def create_app(settings: Settings, celery: Any | None = None) -> Flask:
     app.register_error_handler(QueueFull, lambda exc: handle_api_error(queue_full(exc)))
     for unavailable in (OperationalError, redis.ConnectionError, redis.TimeoutError):
         app.register_error_handler(unavailable, _unavailable)
+    # A body that stops arriving under gunicorn is a 408, not a thread held for ever.
+    app.wsgi_app = BodyTimeout(app.wsgi_app, settings.body_read_timeout_s)  # type: ignore[method-assign]
     return app
 
 

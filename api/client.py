@@ -38,6 +38,8 @@ TIMEOUT_S = 300.0
 RETRY_STATUSES = frozenset({502, 503, 504})
 # A 503 that waiting seconds will not cure: an operator must start a worker for the model.
 FINAL_CODES = frozenset({"MODEL_NOT_SERVED"})
+# 429s that clear by themselves: this key's other uploads end, the rate limit's window moves.
+RETRY_CODES = frozenset({"UPLOADS_PER_KEY", "RATE_LIMITED"})
 RETRIES = 8
 BACKOFF_S, BACKOFF_MAX_S = 1.0, 30.0
 RETRY_AFTER_MAX_S = 300.0
@@ -231,8 +233,11 @@ class MedflowClient:
 
 
 def transient(exc: Exception) -> bool:
-    """A failure worth retrying: 502/503/504, or a connection refused, reset or dropped."""
+    """A failure worth retrying: 502/503/504 (not MODEL_NOT_SERVED), a 429 that clears by
+    itself (UPLOADS_PER_KEY, RATE_LIMITED), or a connection refused, reset or dropped."""
     if isinstance(exc, MedflowError):
+        if exc.code in RETRY_CODES:
+            return True
         return exc.status in RETRY_STATUSES and exc.code not in FINAL_CODES
     if isinstance(exc, urllib.error.URLError):
         return isinstance(exc.reason, ConnectionError)

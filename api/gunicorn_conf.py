@@ -48,3 +48,11 @@ def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def pre_request(worker: Any, req: Any) -> None:
+    """gunicorn's own debug line, and the request handed to api.body_timeout (this thread)."""
+    worker.log.debug("%s %s", req.method, req.path)
+    from api.body_timeout import bind_server_request
+
+    bind_server_request(req)

@@ -94,6 +94,8 @@ def _env(work: Path, redis_url: str) -> dict[str, str]:
         "MEDFLOW_MODEL_ROOT": str(work / "models"),
         "MEDFLOW_MODELS": "bench",
         "MEDFLOW_RATE_LIMIT": "100000/minute",
+        # The benches' simultaneous clients stand for many users but share one key.
+        "MEDFLOW_MAX_UPLOADS_PER_KEY": "1000",
     }
 
 

@@ -61,6 +61,8 @@ NUMBER_VARS = {
     "max_attempts": "MEDFLOW_MAX_ATTEMPTS",
     "max_request_bytes": "MEDFLOW_MAX_REQUEST_BYTES",
     "max_form_parts": "MEDFLOW_MAX_FORM_PARTS",
+    "body_read_timeout_s": "MEDFLOW_BODY_READ_TIMEOUT_S",
+    "max_uploads_per_key": "MEDFLOW_MAX_UPLOADS_PER_KEY",
     # A bad image fails alone (issue 13)
     "chunk_start_limit": "MEDFLOW_CHUNK_START_LIMIT",
     "image_time_limit_s": "MEDFLOW_IMAGE_TIME_LIMIT_S",
@@ -127,6 +129,12 @@ class Settings:
     # at most api.client.BATCH_FILES files a request. Each part is a row and a spool to store
     # in one transaction: a cap bounds that work (spools hold no open file once received).
     max_form_parts: int = 1000
+    # A request body that sends nothing for this long is cut (408 BODY_READ_TIMEOUT): the time
+    # between two reads, never the whole upload, so a slow link is not refused.
+    body_read_timeout_s: int = 60
+    # Uploads one API key may have in progress in one API process (429 UPLOADS_PER_KEY past it),
+    # out of api.upload_slots.UPLOAD_SLOTS: one key's stalled uploads cannot take them all.
+    max_uploads_per_key: int = 2
     limits: ImageLimits = field(default_factory=ImageLimits)
     # A bad image fails alone (issue 13). A chunk started more than chunk_start_limit times (its
     # process died each time) is split: each image is retried alone, with image_time_limit_s as
@@ -245,6 +253,8 @@ class Settings:
             raise SettingsError("MEDFLOW_MAX_ATTEMPTS must be >= 1")
         if self.max_form_parts < 3:  # model, seal and one file
             raise SettingsError("MEDFLOW_MAX_FORM_PARTS must be >= 3")
+        if self.body_read_timeout_s < 1 or self.max_uploads_per_key < 1:
+            raise SettingsError("MEDFLOW_BODY_READ_TIMEOUT_S, MEDFLOW_MAX_UPLOADS_PER_KEY >= 1")
         if self.log_format not in ("json", "text"):
             raise SettingsError("MEDFLOW_LOG_FORMAT must be json or text")
         if self.queue_cap < 1 or self.interactive_queue_cap < 1:

@@ -125,3 +125,8 @@ def test_upload_refused_with_503_is_sent_again_whole(api: str, tmp_path: Path) -
 def test_a_model_no_worker_serves_is_not_retried() -> None:
     assert transient(MedflowError(503, "UPLOADS_BUSY", "busy", retry_after_s=2))
     assert not transient(MedflowError(503, "MODEL_NOT_SERVED", "no worker", retry_after_s=30))
+
+
+def test_a_key_over_its_uploads_is_retried_but_not_an_unmeetable_deadline() -> None:
+    assert transient(MedflowError(429, "UPLOADS_PER_KEY", "busy", retry_after_s=2))
+    assert not transient(MedflowError(429, "DEADLINE_UNMEETABLE", "too late"))

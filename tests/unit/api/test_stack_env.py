@@ -37,6 +37,8 @@ def changed_values(tmp_path: Path) -> dict[str, Any]:
         "rate_limit": "10/second",
         "max_request_bytes": 1234,
         "max_form_parts": 50,
+        "body_read_timeout_s": 7,
+        "max_uploads_per_key": 3,
         "limits": ImageLimits(max_bytes=99, min_side=8, max_side=512, max_pixels=512 * 512),
         "chunk_start_limit": 3,
         "image_time_limit_s": 20,
