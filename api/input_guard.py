@@ -20,14 +20,14 @@ def init_app(app: Flask) -> None:
 
 def refuse_nul() -> None:
     for name, value in (request.view_args or {}).items():
-        _check(name, str(value))
+        refuse_nul_in(name, str(value))
     for name, value in request.args.items(multi=True):
-        _check(name, name + value)
+        refuse_nul_in(name, name + value)
     for header in CHECKED_HEADERS:
-        _check(header, request.headers.get(header, ""))
+        refuse_nul_in(header, request.headers.get(header, ""))
 
 
-def _check(name: str, value: str) -> None:
+def refuse_nul_in(name: str, value: str) -> None:
     if "\x00" in value:
         raise ApiError(
             "INVALID_PARAMETER", f"{name} must not contain NUL bytes", 400, {"parameter": name}

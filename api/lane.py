@@ -17,6 +17,7 @@ from db.models import Lane
 from pipeline.errors import ErrorCode
 
 MAX_DEADLINE_S = 7 * 24 * 3600
+TOO_FAR = f"is more than {MAX_DEADLINE_S} seconds away"
 
 
 def parse_deadline(value: Any, now: datetime) -> datetime | None:
@@ -24,11 +25,14 @@ def parse_deadline(value: Any, now: datetime) -> datetime | None:
     if value is None or value == "":
         return None
     seconds = _seconds(value)
+    if seconds is not None and not 0 < seconds <= MAX_DEADLINE_S:  # NaN and infinities too
+        # Checked before the sum: a huge number of seconds overflows a datetime (a 500).
+        raise _invalid("is already past" if not seconds > 0 else TOO_FAR)
     at = _timestamp(value) if seconds is None else now + timedelta(seconds=seconds)
     if at <= now:
         raise _invalid("is already past")
     if at > now + timedelta(seconds=MAX_DEADLINE_S):
-        raise _invalid(f"is more than {MAX_DEADLINE_S} seconds away")
+        raise _invalid(TOO_FAR)
     return at
 
 
@@ -50,7 +54,10 @@ def _timestamp(value: Any) -> datetime:
         raise _invalid("must be seconds or an ISO 8601 timestamp") from None
     if at.tzinfo is None:
         raise _invalid("needs a time zone (e.g. 2026-01-01T12:00:00Z)")
-    return at.astimezone(UTC)
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:  # year 1 at +01:00 is before the first representable instant
+        raise _invalid("is already past") from None
 
 
 def _invalid(message: str) -> ApiError:

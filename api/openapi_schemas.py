@@ -1,4 +1,5 @@
-"""Component schemas of the OpenAPI document: the JSON shapes of api/serialize.py and db.jobs."""
+"""Response schemas of the OpenAPI document: the JSON shapes of api/serialize.py and db.jobs
+(request bodies: api/openapi_requests.py)."""
 
 from __future__ import annotations
 
@@ -25,28 +26,6 @@ SCHEMAS: dict[str, Any] = {
                     "details": OBJECT,
                 },
             }
-        },
-    },
-    "ImagesRequest": {
-        "type": "object",
-        "properties": {
-            "model": {"type": "string"},
-            "seal": {"type": "boolean", "default": True},
-            "deadline": {
-                "type": ["number", "string"],
-                "description": "seconds from now, or an ISO 8601 timestamp with a time zone",
-            },
-            "images": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["uri"],
-                    "properties": {
-                        "uri": {"type": "string", "description": "s3://bucket/key or file:///path"},
-                        "ref": {"type": "string"},
-                    },
-                },
-            },
         },
     },
     "Job": {
@@ -90,16 +69,6 @@ SCHEMAS: dict[str, Any] = {
                     "rate_per_s": {"type": ["number", "null"]},
                 },
             },
-        },
-    },
-    "InferRequest": {
-        "type": "object",
-        "required": ["model", "uri"],
-        "properties": {
-            "model": {"type": "string"},
-            "uri": {"type": "string", "description": "s3://bucket/key or file:///path"},
-            "timeout_s": {"type": "number", "default": 10, "exclusiveMinimum": 0, "maximum": 60},
-            "deadline": {"type": ["number", "string"]},
         },
     },
     "InferResult": {

@@ -58,15 +58,25 @@ class ReadinessMonitor:
         self.snapshot: Snapshot | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._stopped = threading.Event()  # the running thread's: a restart makes a new one
 
     def start(self) -> ReadinessMonitor:
         with self._lock:
-            if self._thread is None:
+            if self._thread is None or self._stopped.is_set():
+                self._stopped = threading.Event()
                 self._thread = threading.Thread(
-                    target=self._run, name="medflow-readiness", daemon=True
+                    target=self._run, args=(self._stopped,), name="medflow-readiness", daemon=True
                 )
                 self._thread.start()
+                _running.add(self)
         return self
+
+    def stop(self) -> None:
+        """End the thread (tests: an app's monitor must not outlive its test, as each one
+        broadcasts on a Celery connection pool that every app of the process shares)."""
+        with self._lock:
+            self._stopped.set()
+            _running.discard(self)
 
     def refresh(self) -> Snapshot:
         with self.app.app_context():
@@ -78,13 +88,22 @@ class ReadinessMonitor:
         )
         return self.snapshot
 
-    def _run(self) -> None:
-        while True:
+    def _run(self, stopped: threading.Event) -> None:
+        while not stopped.is_set():
             try:
                 self.refresh()
             except Exception:  # keep refreshing: a stale snapshot already reads as not ready
                 log.exception("readiness refresh failed")
-            time.sleep(REFRESH_S)
+            stopped.wait(REFRESH_S)
+
+
+_running: set[ReadinessMonitor] = set()
+
+
+def stop_monitors() -> None:
+    """Stop every monitor this process started."""
+    for found in list(_running):
+        found.stop()
 
 
 def monitor(app: Flask) -> ReadinessMonitor:

@@ -18,7 +18,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 
 from api.auth import caller, require
-from api.blueprints.intake import Intake, invalid, store
+from api.blueprints.intake import Intake, check_uri, invalid, store, without_nul
 from api.blueprints.job_submit import (
     _digest,
     _idempotency_key,
@@ -61,7 +61,7 @@ def _accept() -> tuple[str, bool]:
     """The request's job (a new one, or an Idempotency-Key's earlier one) and whether it may
     still be waiting for its result."""
     who, key = caller(), _idempotency_key()
-    intake = _read_request()
+    intake = without_nul(_read_request())
     if not intake.model:
         raise invalid("model", "is required")
     digest = _digest(intake) if key is not None else None
@@ -90,9 +90,7 @@ def _read_request() -> Intake:
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             raise invalid("body", "must be a JSON object")
-        uri, model = body.get("uri"), body.get("model")
-        if not isinstance(uri, str) or not uri:
-            raise invalid("uri", "is required (or send the image as a multipart 'file')")
+        uri, model = check_uri(body.get("uri")), body.get("model")
         if model is not None and not isinstance(model, str):
             raise invalid("model", "must be a string")
         return Intake(model, True, uris=[(uri, uri)])

@@ -11,18 +11,23 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from flask import request
 from werkzeug.datastructures import FileStorage
 
 from api.errors import ApiError
 from api.extensions import services
+from api.input_guard import refuse_nul_in
 from intake.blobs import Stored as StoredBlobs
 from intake.errors import FileTooLarge, IntakeRefused
 from pipeline.errors import ImageError
 from pipeline.sniff import sniff_format
 
+# A URI or ref longer than these is a 400 (issue 9: the document states every limit). A ref
+# defaults to its URI, so it may be as long.
+MAX_URI = 2048
+MAX_REF = MAX_URI
 SNIFF_BYTES = 512  # enough for every signature sniff_format knows (DICOM's is at 128..132)
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
@@ -48,6 +53,21 @@ class Stored:
 
 
 def read_intake() -> Intake:
+    return without_nul(_read_intake())
+
+
+def without_nul(intake: Intake) -> Intake:
+    """400 for a NUL in the model, a file name, a URI or a ref (Postgres text cannot hold one:
+    a 500 before, found by schemathesis)."""
+    refuse_nul_in("model", intake.model or "")
+    for upload in intake.uploads:
+        refuse_nul_in("files", upload.filename or "")
+    for uri, ref in intake.uris:
+        refuse_nul_in("images", uri + ref)
+    return intake
+
+
+def _read_intake() -> Intake:
     if request.mimetype == "multipart/form-data":
         form = request.form
         uploads = request.files.getlist("files")
@@ -59,7 +79,8 @@ def read_intake() -> Intake:
         model = body.get("model")
         if model is not None and not isinstance(model, str):
             raise invalid("model", "must be a string")
-        return Intake(model, _flag(body.get("seal")), uris=_uris(body.get("images", [])))
+        images = _uris(body.get("images", []), services().settings.max_form_parts)
+        return Intake(model, _flag(body.get("seal")), uris=images)
     raise ApiError("UNSUPPORTED_MEDIA_TYPE", "send multipart/form-data or application/json", 415)
 
 
@@ -91,22 +112,37 @@ def _flag(value: Any) -> bool:
     raise invalid("seal", "must be true or false")
 
 
-def _uris(images: Any) -> list[tuple[str, str]]:
+def _uris(images: Any, max_images: int) -> list[tuple[str, str]]:
     if not isinstance(images, list):
         raise invalid("images", "must be a list")
+    if len(images) > max_images:  # as many as a multipart request may have parts
+        raise ApiError(
+            "REQUEST_TOO_LARGE", f"more than {max_images} images", 413, {"max_images": max_images}
+        )
     found = []
     for index, item in enumerate(images):
         uri = item.get("uri") if isinstance(item, dict) else None
         ref = item.get("ref", uri) if isinstance(item, dict) else None
-        if not isinstance(uri, str) or not uri or not isinstance(ref, str) or not ref:
+        if not (_text(uri, MAX_URI) and _text(ref, MAX_REF)):
             raise ApiError(
                 "VALIDATION_ERROR",
-                "each image needs a uri (and an optional ref)",
+                f"each image needs a uri (and an optional ref), of 1 to {MAX_URI} characters",
                 400,
                 {"field": "images", "index": index},
             )
         found.append((uri, ref))
     return found
+
+
+def check_uri(uri: Any) -> str:
+    """A single image's ``uri`` (POST /v1/infer), as each of ``images`` is checked."""
+    if not _text(uri, MAX_URI):
+        raise invalid("uri", f"is required, 1 to {MAX_URI} characters (or send a 'file' part)")
+    return str(uri)
+
+
+def _text(value: Any, limit: int) -> TypeGuard[str]:
+    return isinstance(value, str) and 0 < len(value) <= limit
 
 
 def _ref(index: int, upload: FileStorage) -> str:

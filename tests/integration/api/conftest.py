@@ -23,6 +23,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from api.app import create_app
+from api.readiness import stop_monitors
 from config.settings import Settings
 from db.collect import record_results
 from db.jobs import add_images, open_job, seal_job
@@ -111,6 +112,15 @@ def new_job(env: Env, n: int, *, owner: str, seal: bool) -> Job:
         if seal:
             seal_job(session, job)
     return job
+
+
+@pytest.fixture(autouse=True)
+def no_monitor_outlives_its_test() -> Iterator[None]:
+    """Readiness threads of finished tests' apps would broadcast for ever, all on the one
+    Celery connection pool the process shares (kombu keys it by broker URL): enough of them
+    took every connection, and a later send waited for one for ever."""
+    yield
+    stop_monitors()
 
 
 @pytest.fixture

@@ -78,3 +78,19 @@ def test_before_is_resolved_within_the_callers_jobs(client, keys, make_job):
         page = client.get(f"/v1/jobs?before={cursor}", headers=auth).json
         assert page["items"] == [], cursor
     assert client.get(f"/v1/jobs?before={mine.id}", headers=auth).status_code == 200
+
+
+def test_nul_in_a_json_model_or_image_is_a_400(client, keys):
+    # Found by schemathesis (tests/integration/api/test_schema_fuzz.py): a 500 on Postgres.
+    auth = keys.auth("submitter")
+    bodies = [
+        ({"model": "ti\x00ny", "images": [{"uri": "file:///x"}]}, "model"),
+        ({"model": "tiny", "images": [{"uri": "file:///x", "ref": "a\x00b"}]}, "images"),
+        ({"model": "tiny", "images": [{"uri": "file:///x\x00"}]}, "images"),
+    ]
+    for body, field in bodies:
+        response = client.post("/v1/jobs", json=body, headers=auth)
+        assert response.status_code == 400, response.json
+        assert response.json["error"]["details"] == {"parameter": field}
+    infer = client.post("/v1/infer", json={"model": "ti\x00ny", "uri": "file:///x"}, headers=auth)
+    assert infer.status_code == 400 and infer.json["error"]["code"] == "INVALID_PARAMETER"
